@@ -1,0 +1,288 @@
+#include "common/config.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <algorithm>
+#include <fstream>
+#include <tuple>
+#include <sstream>
+
+// toml++ reports problems with exceptions; they stop at this file's boundary.
+#include <toml++/toml.h>
+
+namespace rot13d {
+namespace {
+
+using std::chrono::milliseconds;
+
+class Validator {
+ public:
+  explicit Validator(std::string_view file) : file_(file) {}
+
+  void Fail(const toml::source_region& where, std::string message) {
+    errors_.push_back({file_, static_cast<int>(where.begin.line),
+                       static_cast<int>(where.begin.column), std::move(message)});
+  }
+
+  // A whole number within [lo, hi].
+  std::optional<int64_t> Integer(std::string_view key, const toml::node& v, int64_t lo, int64_t hi) {
+    auto n = v.value_exact<int64_t>();
+    if (!v.is_integer() || !n) {
+      Fail(v.source(), Describe(key) + ": expected an integer, got " + TypeName(v));
+      return std::nullopt;
+    }
+    if (*n < lo || *n > hi) {
+      Fail(v.source(), Describe(key) + ": " + std::to_string(*n) + " is out of range (" +
+                           std::to_string(lo) + ".." + std::to_string(hi) + ")");
+      return std::nullopt;
+    }
+    return n;
+  }
+
+  // Seconds, integer or fractional, within [0, max_seconds].
+  std::optional<milliseconds> Seconds(std::string_view key, const toml::node& v, double max_seconds) {
+    double s = 0;
+    if (v.is_integer()) {
+      s = static_cast<double>(*v.value<int64_t>());
+    } else if (v.is_floating_point()) {
+      s = *v.value<double>();
+    } else {
+      Fail(v.source(), Describe(key) + ": expected a number of seconds, got " + TypeName(v));
+      return std::nullopt;
+    }
+    if (!std::isfinite(s) || s < 0 || s > max_seconds) {
+      std::ostringstream m;
+      m << Describe(key) << ": " << s << " seconds is out of range (0.." << max_seconds << ")";
+      Fail(v.source(), m.str());
+      return std::nullopt;
+    }
+    return milliseconds(static_cast<int64_t>(std::llround(s * 1000)));
+  }
+
+  std::optional<std::string> String(std::string_view key, const toml::node& v) {
+    if (!v.is_string()) {
+      Fail(v.source(), Describe(key) + ": expected a string, got " + TypeName(v));
+      return std::nullopt;
+    }
+    return *v.value<std::string>();
+  }
+
+  static std::string TypeName(const toml::node& v) {
+    std::ostringstream s;
+    s << v.type();
+    return s.str();
+  }
+  static std::string Describe(std::string_view key) { return "'" + std::string(key) + "'"; }
+
+  std::vector<ConfigError> Take() { return std::move(errors_); }
+
+ private:
+  std::string file_;
+  std::vector<ConfigError> errors_;
+};
+
+std::optional<LogLevel> ParseLogLevel(std::string_view s) {
+  for (LogLevel l : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kNotice, LogLevel::kWarning,
+                     LogLevel::kError}) {
+    if (s == LogLevelName(l)) return l;
+  }
+  return std::nullopt;
+}
+
+std::optional<LogTarget> ParseLogTarget(std::string_view s) {
+  for (LogTarget t : {LogTarget::kAuto, LogTarget::kStderr, LogTarget::kJournal}) {
+    if (s == LogTargetName(t)) return t;
+  }
+  return std::nullopt;
+}
+
+void ApplyKey(Validator& check, Config& c, std::string_view key, const toml::node& v) {
+  if (key == "listen") {
+    const toml::array* arr = v.as_array();
+    if (!arr) {
+      check.Fail(v.source(), "'listen': expected an array of addresses, got " + Validator::TypeName(v));
+      return;
+    }
+    if (arr->empty()) {
+      check.Fail(v.source(), "'listen': needs at least one address");
+      return;
+    }
+    c.listen.clear();
+    c.listen_set = true;
+    for (const toml::node& item : *arr) {
+      auto text = check.String("listen", item);
+      if (!text) continue;
+      auto address = ParseListenAddress(*text);
+      if (!address) {
+        check.Fail(item.source(), "'listen': " + address.error().message());
+        continue;
+      }
+      for (const ListenAddress& seen : c.listen) {
+        if (seen == *address) {
+          check.Fail(item.source(), "'listen': " + address->ToString() + " is listed twice");
+        }
+      }
+      c.listen.push_back(*address);
+    }
+  } else if (key == "backlog") {
+    if (auto n = check.Integer(key, v, 1, 65535)) c.backlog = static_cast<int>(*n);
+  } else if (key == "workers") {
+    if (v.is_string()) {
+      if (*v.value<std::string>() == "auto") {
+        c.workers = 0;
+      } else {
+        check.Fail(v.source(), "'workers': expected an integer 1..1024 or \"auto\", got \"" +
+                                   *v.value<std::string>() + "\"");
+      }
+    } else if (auto n = check.Integer(key, v, 1, kMaxWorkers)) {
+      c.workers = static_cast<int>(*n);
+    }
+  } else if (key == "max_connections") {
+    if (auto n = check.Integer(key, v, 1, 1 << 20)) c.max_connections = static_cast<int>(*n);
+  } else if (key == "buffer_size") {
+    if (auto n = check.Integer(key, v, 1024, 64 << 20)) c.buffer_size = static_cast<size_t>(*n);
+  } else if (key == "idle_timeout") {
+    if (auto t = check.Seconds(key, v, 7 * 86400)) c.idle_timeout = *t;
+  } else if (key == "shutdown_timeout") {
+    if (auto t = check.Seconds(key, v, 3600)) c.shutdown_timeout = *t;
+  } else if (key == "log_level") {
+    if (auto s = check.String(key, v)) {
+      if (auto l = ParseLogLevel(*s)) {
+        c.log_level = *l;
+      } else {
+        check.Fail(v.source(), "'log_level': unknown level \"" + *s +
+                                   "\" (debug, info, notice, warning or error)");
+      }
+    }
+  } else if (key == "log_target") {
+    if (auto s = check.String(key, v)) {
+      if (auto t = ParseLogTarget(*s)) {
+        c.log_target = *t;
+      } else {
+        check.Fail(v.source(), "'log_target': unknown target \"" + *s +
+                                   "\" (auto, stderr or journal)");
+      }
+    }
+  } else if (key == "socket_mode") {
+    if (auto s = check.String(key, v)) {
+      char* end = nullptr;
+      errno = 0;
+      long mode = std::strtol(s->c_str(), &end, 8);
+      if (s->empty() || *end != '\0' || errno != 0 || mode < 0 || mode > 0777) {
+        check.Fail(v.source(), "'socket_mode': expected an octal mode such as \"0660\", got \"" +
+                                   *s + "\"");
+      } else {
+        c.socket_mode = static_cast<mode_t>(mode);
+      }
+    }
+  }
+}
+
+bool IsKnownKey(std::string_view key) {
+  static constexpr std::string_view kKeys[] = {
+      "listen",   "backlog",          "workers",   "max_connections", "buffer_size",
+      "idle_timeout", "shutdown_timeout", "log_level", "log_target",      "socket_mode"};
+  for (std::string_view k : kKeys) {
+    if (k == key) return true;
+  }
+  return false;
+}
+
+std::string Seconds(milliseconds ms) {
+  std::ostringstream s;
+  if (ms.count() % 1000 == 0) {
+    s << ms.count() / 1000;
+  } else {
+    s << static_cast<double>(ms.count()) / 1000.0;
+  }
+  return s.str();
+}
+
+}  // namespace
+
+Config Config::Defaults() {
+  Config c;
+  c.listen.push_back(*ParseListenAddress("0.0.0.0:1067"));
+  return c;
+}
+
+std::string ConfigError::ToString() const {
+  if (line <= 0) return file + ": " + message;
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+}
+
+ConfigLoad ParseConfig(std::string_view text, std::string_view file_name) {
+  ConfigLoad out;
+  toml::table table;
+  try {
+    table = toml::parse(text, file_name);
+  } catch (const toml::parse_error& e) {
+    out.errors.push_back({std::string(file_name), static_cast<int>(e.source().begin.line),
+                          static_cast<int>(e.source().begin.column),
+                          "syntax error: " + std::string(e.description())});
+    return out;
+  }
+
+  Validator check(file_name);
+  Config c = Config::Defaults();
+  for (auto&& [key, value] : table) {
+    if (!IsKnownKey(key.str())) {
+      check.Fail(key.source(), "unknown key '" + std::string(key.str()) + "'");
+      continue;
+    }
+    ApplyKey(check, c, key.str(), value);
+  }
+  out.errors = check.Take();
+  // toml++ iterates keys in sorted order; report in file order.
+  std::stable_sort(out.errors.begin(), out.errors.end(), [](const ConfigError& a, const ConfigError& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
+  if (out.errors.empty()) out.config = std::move(c);
+  return out;
+}
+
+ConfigLoad LoadConfigFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int e = errno;
+    ConfigLoad out;
+    out.errors.push_back({path, 0, 0, std::string("cannot open: ") + std::strerror(e)});
+    return out;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    ConfigLoad out;
+    out.errors.push_back({path, 0, 0, "read error"});
+    return out;
+  }
+  return ParseConfig(text.str(), path);
+}
+
+std::string FormatConfig(const Config& c) {
+  std::ostringstream s;
+  s << "listen = [";
+  for (size_t i = 0; i < c.listen.size(); ++i) {
+    s << (i ? ", " : "") << '"' << c.listen[i].ToString() << '"';
+  }
+  s << "]\n";
+  s << "backlog = " << c.backlog << "\n";
+  if (c.workers == 0) {
+    s << "workers = \"auto\"\n";
+  } else {
+    s << "workers = " << c.workers << "\n";
+  }
+  s << "max_connections = " << c.max_connections << "\n";
+  s << "buffer_size = " << c.buffer_size << "\n";
+  s << "idle_timeout = " << Seconds(c.idle_timeout) << "\n";
+  s << "shutdown_timeout = " << Seconds(c.shutdown_timeout) << "\n";
+  s << "log_level = \"" << LogLevelName(c.log_level) << "\"\n";
+  s << "log_target = \"" << LogTargetName(c.log_target) << "\"\n";
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(c.socket_mode));
+  s << "socket_mode = \"" << mode << "\"\n";
+  return s.str();
+}
+
+}  // namespace rot13d

@@ -1,0 +1,60 @@
+// The daemon's configuration: the TOML file's keys, their defaults, and validation.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/address.h"
+#include "common/log.h"
+
+namespace rot13d {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/rot13d/rot13d.toml";
+inline constexpr int kMaxWorkers = 1024;
+
+struct Config {
+  std::vector<ListenAddress> listen;  // never empty after validation
+  bool listen_set = false;            // the file named `listen` (matters under socket activation)
+  int backlog = 4096;
+  int workers = 0;                    // 0 means "auto"
+  int max_connections = 10000;        // per worker
+  size_t buffer_size = 64 * 1024;     // bytes kept per connection at most
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(300)};  // 0 = never
+  std::chrono::milliseconds shutdown_timeout{std::chrono::seconds(30)};
+  LogLevel log_level = LogLevel::kInfo;
+  LogTarget log_target = LogTarget::kAuto;
+  mode_t socket_mode = 0666;          // permission bits of unix sockets we create
+
+  static Config Defaults();
+};
+
+// One problem with a configuration file, at a place in it (line 0 = the file as a whole).
+struct ConfigError {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string message;
+  // "file:line:column: message", the form editors and compilers use.
+  std::string ToString() const;
+};
+
+struct ConfigLoad {
+  std::optional<Config> config;     // set only when errors is empty
+  std::vector<ConfigError> errors;  // every problem found, in file order
+};
+
+// Parses and validates TOML text; file_name is used in error positions.
+ConfigLoad ParseConfig(std::string_view text, std::string_view file_name);
+// Reads and parses a file; a missing or unreadable file is an error at line 0.
+ConfigLoad LoadConfigFile(const std::string& path);
+
+// The effective configuration as TOML, as --check-config prints it.
+std::string FormatConfig(const Config& config);
+
+}  // namespace rot13d

@@ -1,0 +1,19 @@
+// Exit codes are a protocol between workers, the supervisor and the service manager.
+#pragma once
+
+namespace rot13d {
+
+inline constexpr int kExitOk = 0;
+// Run-time failure of the supervisor: a listener could not be bound, the
+// activated sockets were not usable, a system call needed to start failed.
+inline constexpr int kExitFailure = 1;
+// Bad command line.
+inline constexpr int kExitUsage = 2;
+// The configuration file is invalid (at start, or with --check-config).
+inline constexpr int kExitConfig = 3;
+// A worker could not set itself up; from the supervisor: the first generation
+// of workers could not boot, so respawning was given up.
+inline constexpr int kExitCannotBoot = 4;
+// Processes killed by signal N report 128+N in the shell, as usual.
+
+}  // namespace rot13d

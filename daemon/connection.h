@@ -1,0 +1,122 @@
+// The per-connection engine: read, transform in place, write back; keep bytes only on partial writes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+
+#include "common/rot13.h"
+
+namespace rot13d::daemon {
+
+// What the event loop should want from the socket next.
+struct Interest {
+  bool read = false;
+  bool write = false;
+  bool operator==(const Interest&) const = default;
+};
+
+enum class Step { kKeep, kClose };
+
+// The I/O is a template parameter so tests and fuzzers can drive the engine
+// with scripted reads and partial writes. Io needs:
+//   ssize_t Recv(uint8_t* buf, size_t n);        // like recv(2): >0, 0 = EOF, -1 + errno
+//   ssize_t Send(const uint8_t* buf, size_t n);  // like send(2)
+//
+// Memory: while the client keeps up, nothing is held between events; the
+// shared scratch buffer is used and written straight back. Only the tail of a
+// partial write is kept (at most one read's worth, <= buffer_size), and while
+// anything is kept the engine stops reading, so a client that never reads
+// costs at most buffer_size bytes here and its own kernel buffers.
+class ConnectionEngine {
+ public:
+  // Handles readability. scratch.size() is the per-read limit (buffer_size).
+  template <typename Io>
+  Step OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* bytes_done);
+  // Handles writability: flushes pending bytes.
+  template <typename Io>
+  Step OnWritable(Io& io, uint64_t* bytes_done);
+
+  Interest interest() const { return {!peer_closed_ && pending_size() == 0, pending_size() > 0}; }
+  size_t pending_size() const { return pending_end_ - pending_begin_; }
+  bool peer_closed() const { return peer_closed_; }
+  // True when the pending buffer is allocated (for memory accounting in tests).
+  bool holds_buffer() const { return pending_ != nullptr; }
+
+ private:
+  template <typename Io>
+  Step Flush(Io& io, uint64_t* bytes_done);
+  // After any event: closes once the peer is done and we owe nothing.
+  Step Settle() const { return peer_closed_ && pending_size() == 0 ? Step::kClose : Step::kKeep; }
+
+  std::unique_ptr<uint8_t[]> pending_;
+  size_t pending_begin_ = 0;
+  size_t pending_end_ = 0;
+  bool peer_closed_ = false;
+};
+
+template <typename Io>
+Step ConnectionEngine::OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* bytes_done) {
+  if (!interest().read) return Settle();
+  ssize_t n = io.Recv(scratch.data(), scratch.size());
+  if (n == 0) {
+    peer_closed_ = true;
+    return Settle();
+  }
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Step::kKeep;
+    return Step::kClose;  // ECONNRESET and friends: nothing more can be delivered
+  }
+  size_t got = static_cast<size_t>(n);
+  Rot13InPlace(scratch.data(), got);
+  size_t sent = 0;
+  while (sent < got) {
+    ssize_t w = io.Send(scratch.data() + sent, got - sent);
+    if (w > 0) {
+      sent += static_cast<size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return Step::kClose;
+    break;  // socket buffer full: keep the rest
+  }
+  *bytes_done += sent;
+  if (sent < got) {
+    size_t rest = got - sent;
+    pending_.reset(new uint8_t[rest]);
+    std::memcpy(pending_.get(), scratch.data() + sent, rest);
+    pending_begin_ = 0;
+    pending_end_ = rest;
+  }
+  return Settle();
+}
+
+template <typename Io>
+Step ConnectionEngine::OnWritable(Io& io, uint64_t* bytes_done) {
+  if (pending_size() == 0) return Settle();
+  return Flush(io, bytes_done);
+}
+
+template <typename Io>
+Step ConnectionEngine::Flush(Io& io, uint64_t* bytes_done) {
+  while (pending_size() > 0) {
+    ssize_t w = io.Send(pending_.get() + pending_begin_, pending_size());
+    if (w > 0) {
+      pending_begin_ += static_cast<size_t>(w);
+      *bytes_done += static_cast<uint64_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return Step::kClose;
+    return Step::kKeep;
+  }
+  pending_.reset();  // an idle connection holds no buffer
+  pending_begin_ = pending_end_ = 0;
+  return Settle();
+}
+
+}  // namespace rot13d::daemon

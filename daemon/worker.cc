@@ -1,0 +1,345 @@
+#include "daemon/worker.h"
+
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "common/exit_codes.h"
+#include "common/log.h"
+#include "daemon/connection.h"
+
+namespace rot13d::daemon {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr uint64_t kListenerTag = 1ull << 62;
+constexpr uint64_t kSignalTag = 1ull << 61;
+constexpr int kAcceptBatch = 64;
+// After EMFILE/ENFILE, stop accepting for this long instead of spinning on a
+// listener that stays readable (accept(2) leaves the connection queued).
+constexpr milliseconds kAcceptPauseOnExhaustion{250};
+constexpr milliseconds kMaxTick{1000};
+
+struct SocketIo {
+  int fd;
+  ssize_t Recv(uint8_t* buf, size_t n) { return ::recv(fd, buf, n, 0); }
+  ssize_t Send(const uint8_t* buf, size_t n) { return ::send(fd, buf, n, MSG_NOSIGNAL); }
+};
+
+struct Connection {
+  UniqueFd fd;
+  ConnectionEngine engine;
+  Interest registered;
+  Clock::time_point last_active;
+  // Intrusive list in order of last activity, oldest first, for the idle sweep.
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+};
+
+class Worker {
+ public:
+  explicit Worker(WorkerParams p) : p_(std::move(p)), scratch_(new uint8_t[p.buffer_size]) {}
+
+  int Run();
+
+ private:
+  bool Boot();
+  void Accept(int listener);
+  void AddConnection(int fd);
+  void OnConnectionEvent(Connection* c, uint32_t events);
+  void CloseConnection(Connection* c);
+  void Touch(Connection* c);
+  void Unlink(Connection* c);
+  bool UpdateInterest(Connection* c);
+  void SetAccepting(bool on);
+  void ReconsiderAccepting();
+  void StartDrain();
+  void OnSignal();
+  void SweepIdle(Clock::time_point now);
+  int NextTimeoutMs(Clock::time_point now) const;
+  void Heartbeat();
+
+  WorkerParams p_;
+  std::unique_ptr<uint8_t[]> scratch_;
+  UniqueFd epoll_;
+  UniqueFd signals_;
+  std::vector<std::unique_ptr<Connection>> by_fd_;
+  Connection* oldest_ = nullptr;
+  Connection* newest_ = nullptr;
+  int open_ = 0;
+  bool accepting_ = false;  // listeners registered in epoll
+  bool draining_ = false;
+  bool quit_ = false;
+  Clock::time_point accept_paused_until_{};
+  Clock::time_point last_tick_{};
+};
+
+bool Worker::Boot() {
+  // Die with the supervisor; the getppid check closes the race with a parent
+  // that died before prctl ran (prctl(2), PR_SET_PDEATHSIG).
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != p_.supervisor_pid) return false;
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGTERM, SIGINT, SIGQUIT}) sigaddset(&mask, s);
+  signals_.reset(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!signals_ || !epoll_) {
+    Log(LogLevel::kError, std::string("worker setup failed: ") + std::strerror(errno));
+    return false;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kSignalTag;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev) != 0) return false;
+  SetAccepting(true);
+  if (!accepting_) return false;
+  p_.stats->SetPhase(WorkerPhase::kAccepting);
+  Heartbeat();
+  uint64_t one = 1;
+  if (p_.ready_fd.valid()) (void)!write(p_.ready_fd.get(), &one, sizeof one);
+  return true;
+}
+
+void Worker::Heartbeat() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  p_.stats->heartbeat_ns.store(ts.tv_sec * 1000000000LL + ts.tv_nsec, std::memory_order_relaxed);
+}
+
+void Worker::SetAccepting(bool on) {
+  if (on == accepting_) return;
+  for (size_t i = 0; i < p_.listeners.size(); ++i) {
+    int fd = p_.listeners[i].get();
+    if (on) {
+      // EPOLLEXCLUSIVE: a new connection wakes one waiting worker, not all.
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+      ev.data.u64 = kListenerTag | i;
+      if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+        Log(LogLevel::kError, "worker cannot watch listener: " + std::string(std::strerror(errno)));
+        return;
+      }
+    } else {
+      // EPOLLEXCLUSIVE entries cannot be modified, only removed (epoll_ctl(2)).
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    }
+  }
+  accepting_ = on;
+}
+
+void Worker::ReconsiderAccepting() {
+  bool want = !draining_ && open_ < p_.max_connections && Clock::now() >= accept_paused_until_;
+  SetAccepting(want);
+}
+
+void Worker::Accept(int listener) {
+  for (int i = 0; i < kAcceptBatch && accepting_; ++i) {
+    if (open_ >= p_.max_connections) {
+      // Leave further connections in the backlog for a worker with room.
+      SetAccepting(false);
+      return;
+    }
+    int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      AddConnection(fd);
+      continue;
+    }
+    switch (errno) {
+      case EAGAIN:
+        return;
+      case EINTR:
+      case ECONNABORTED:
+      case EPROTO:
+      case EPERM:  // refused by a firewall rule: that connection only
+        continue;
+      case EMFILE:
+      case ENFILE:
+      case ENOBUFS:
+      case ENOMEM:
+        Log(LogLevel::kWarning, std::string("accept: ") + std::strerror(errno) +
+                                    "; pausing accepts for 250 ms (" + std::to_string(open_) +
+                                    " connections open)");
+        accept_paused_until_ = Clock::now() + kAcceptPauseOnExhaustion;
+        SetAccepting(false);
+        return;
+      default:
+        Log(LogLevel::kError, std::string("accept: ") + std::strerror(errno));
+        return;
+    }
+  }
+}
+
+void Worker::AddConnection(int raw_fd) {
+  auto c = std::make_unique<Connection>();
+  c->fd.reset(raw_fd);
+  if (static_cast<size_t>(raw_fd) >= by_fd_.size()) by_fd_.resize(static_cast<size_t>(raw_fd) + 1);
+  Connection* conn = c.get();
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  ev.data.u64 = static_cast<uint64_t>(raw_fd);
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, raw_fd, &ev) != 0) {
+    Log(LogLevel::kWarning, std::string("epoll_ctl on a new connection: ") + std::strerror(errno));
+    return;  // c closes the fd
+  }
+  conn->registered = {true, false};
+  by_fd_[static_cast<size_t>(raw_fd)] = std::move(c);
+  ++open_;
+  p_.stats->open_connections.store(static_cast<uint32_t>(open_), std::memory_order_relaxed);
+  Bump(p_.stats->connections_total, uint64_t{1});
+  conn->last_active = Clock::now();
+  conn->prev = newest_;
+  if (newest_) newest_->next = conn; else oldest_ = conn;
+  newest_ = conn;
+}
+
+void Worker::Unlink(Connection* c) {
+  if (c->prev) c->prev->next = c->next; else oldest_ = c->next;
+  if (c->next) c->next->prev = c->prev; else newest_ = c->prev;
+  c->prev = c->next = nullptr;
+}
+
+void Worker::Touch(Connection* c) {
+  c->last_active = Clock::now();
+  if (newest_ == c) return;
+  Unlink(c);
+  c->prev = newest_;
+  if (newest_) newest_->next = c; else oldest_ = c;
+  newest_ = c;
+}
+
+void Worker::CloseConnection(Connection* c) {
+  Unlink(c);
+  int fd = c->fd.get();
+  by_fd_[static_cast<size_t>(fd)].reset();  // closing removes it from epoll
+  --open_;
+  p_.stats->open_connections.store(static_cast<uint32_t>(open_), std::memory_order_relaxed);
+  ReconsiderAccepting();
+}
+
+bool Worker::UpdateInterest(Connection* c) {
+  Interest want = c->engine.interest();
+  if (want == c->registered) return true;
+  epoll_event ev{};
+  ev.events = (want.read ? EPOLLIN | EPOLLRDHUP : 0u) | (want.write ? EPOLLOUT : 0u);
+  ev.data.u64 = static_cast<uint64_t>(c->fd.get());
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c->fd.get(), &ev) != 0) return false;
+  c->registered = want;
+  return true;
+}
+
+void Worker::OnConnectionEvent(Connection* c, uint32_t events) {
+  SocketIo io{c->fd.get()};
+  uint64_t bytes = 0;
+  Step step = Step::kKeep;
+  if (events & EPOLLOUT) step = c->engine.OnWritable(io, &bytes);
+  // EPOLLHUP/EPOLLERR/EPOLLRDHUP surface through recv's result (EOF or error).
+  if (step == Step::kKeep && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+    if (c->engine.interest().read) {
+      step = c->engine.OnReadable(io, {scratch_.get(), p_.buffer_size}, &bytes);
+    } else if (events & (EPOLLHUP | EPOLLERR)) {
+      step = Step::kClose;  // cannot deliver what is pending to a dead socket
+    }
+  }
+  if (bytes > 0) {
+    Bump(p_.stats->bytes_total, bytes);
+    Touch(c);
+  }
+  if (step == Step::kClose || !UpdateInterest(c)) CloseConnection(c);
+}
+
+void Worker::StartDrain() {
+  if (draining_) return;
+  draining_ = true;
+  p_.stats->SetPhase(WorkerPhase::kDraining);
+  // Take what is already queued for us so no wakeup meant for this worker is
+  // lost with it; the listening sockets stay open in the supervisor and the
+  // workers of the new generation.
+  if (accepting_) {
+    for (const UniqueFd& l : p_.listeners) Accept(l.get());
+  }
+  SetAccepting(false);
+  p_.listeners.clear();  // our copies only: the sockets stay open elsewhere
+}
+
+void Worker::OnSignal() {
+  signalfd_siginfo si{};
+  while (read(signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+    if (si.ssi_signo == SIGQUIT) quit_ = true;
+    else StartDrain();
+  }
+}
+
+void Worker::SweepIdle(Clock::time_point now) {
+  if (p_.idle_timeout.count() == 0) return;
+  while (oldest_ && now - oldest_->last_active >= p_.idle_timeout) CloseConnection(oldest_);
+}
+
+int Worker::NextTimeoutMs(Clock::time_point now) const {
+  auto next = now + kMaxTick;
+  if (p_.idle_timeout.count() > 0 && oldest_) next = std::min(next, oldest_->last_active + p_.idle_timeout);
+  if (!accepting_ && !draining_ && accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
+  auto ms = std::chrono::duration_cast<milliseconds>(next - now).count() + 1;
+  return static_cast<int>(std::max<int64_t>(0, ms));
+}
+
+int Worker::Run() {
+  if (!Boot()) return kExitCannotBoot;
+  constexpr int kMaxEvents = 256;
+  epoll_event events[kMaxEvents];
+  while (!quit_) {
+    if (draining_ && open_ == 0) break;
+    int n = epoll_wait(epoll_.get(), events, kMaxEvents, NextTimeoutMs(Clock::now()));
+    if (n < 0 && errno != EINTR) {
+      Log(LogLevel::kError, std::string("epoll_wait: ") + std::strerror(errno));
+      return kExitFailure;
+    }
+    for (int i = 0; i < n; ++i) {
+      uint64_t tag = events[i].data.u64;
+      if (tag == kSignalTag) {
+        OnSignal();
+      } else if (tag & kListenerTag) {
+        size_t index = tag & ~kListenerTag;
+        if (accepting_ && index < p_.listeners.size()) Accept(p_.listeners[index].get());
+      } else if (tag < by_fd_.size() && by_fd_[tag]) {
+        OnConnectionEvent(by_fd_[tag].get(), events[i].events);
+      }
+    }
+    auto now = Clock::now();
+    SweepIdle(now);
+    ReconsiderAccepting();
+    // An exclusive wakeup can land on a worker just as it stops accepting; a
+    // cheap non-blocking accept once a second makes sure nothing waits for the
+    // next arrival.
+    if (now - last_tick_ >= kMaxTick) {
+      last_tick_ = now;
+      if (accepting_) {
+        for (const UniqueFd& l : p_.listeners) Accept(l.get());
+      }
+      if (getppid() != p_.supervisor_pid) return kExitFailure;  // orphaned: never serve alone
+    }
+    Heartbeat();
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunWorker(WorkerParams params) {
+  Worker worker(std::move(params));
+  return worker.Run();
+}
+
+}  // namespace rot13d::daemon

@@ -1,0 +1,150 @@
+#include "supervisor/listeners.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace rot13d::supervisor {
+
+Listener& Listener::operator=(Listener&& other) noexcept {
+  if (this != &other) {
+    Close();
+    name_ = std::move(other.name_);
+    fd_ = std::move(other.fd_);
+    owned_path_ = std::exchange(other.owned_path_, {});
+  }
+  return *this;
+}
+
+Listener::~Listener() { Close(); }
+
+void Listener::Close() {
+  fd_.reset();
+  if (!owned_path_.empty()) ::unlink(owned_path_.c_str());
+  owned_path_.clear();
+}
+
+std::string Listener::Describe() const {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (!fd_ || getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return name_;
+  return DescribeSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+UniqueFd Listener::TakeForChild() {
+  owned_path_.clear();
+  return std::move(fd_);
+}
+
+namespace {
+
+// A socket file left by a process that is gone refuses connections; one that
+// accepts belongs to a live server and must not be stolen.
+Status ClearStaleUnixSocket(const ListenAddress& address) {
+  struct stat st {};
+  if (lstat(address.path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return OkStatus();
+    return ErrnoErr() << "stat " << address.path;
+  }
+  if (!S_ISSOCK(st.st_mode)) return Err() << address.path << " exists and is not a socket";
+  UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe) return ErrnoErr() << "socket";
+  sockaddr_storage ss;
+  socklen_t len = ToSockaddr(address, &ss);
+  if (connect(probe.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) {
+    return Err() << address.path << " is in use by another server";
+  }
+  if (errno != ECONNREFUSED) return ErrnoErr() << "probing " << address.path;
+  if (unlink(address.path.c_str()) != 0) return ErrnoErr() << "removing stale " << address.path;
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<Listener> BindListener(const ListenAddress& address, int backlog, mode_t socket_mode) {
+  const std::string name = address.ToString();
+  int family = address.kind == ListenAddress::Kind::kIpv4   ? AF_INET
+               : address.kind == ListenAddress::Kind::kIpv6 ? AF_INET6
+                                                            : AF_UNIX;
+  UniqueFd fd(socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return ErrnoErr() << "socket for " << name;
+  int one = 1;
+  if (family != AF_UNIX) {
+    if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+      return ErrnoErr() << "SO_REUSEADDR on " << name;
+    }
+  }
+  if (family == AF_INET6 &&
+      setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
+    return ErrnoErr() << "IPV6_V6ONLY on " << name;
+  }
+  if (family == AF_UNIX) {
+    if (Status s = ClearStaleUnixSocket(address); !s) return s.error();
+  }
+  sockaddr_storage ss;
+  socklen_t len = ToSockaddr(address, &ss);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return ErrnoErr() << "bind " << name;
+  std::string owned_path;
+  if (family == AF_UNIX) {
+    owned_path = address.path;
+    if (chmod(address.path.c_str(), socket_mode) != 0) {
+      int e = errno;
+      unlink(address.path.c_str());
+      return Err() << "chmod " << address.path << ": " << std::strerror(e);
+    }
+  }
+  if (listen(fd.get(), backlog) != 0) {
+    int e = errno;
+    if (!owned_path.empty()) unlink(owned_path.c_str());
+    return Err() << "listen on " << name << ": " << std::strerror(e);
+  }
+  return Listener(name, std::move(fd), owned_path);
+}
+
+Result<std::vector<Listener>> TakeActivatedListeners() {
+  char** names = nullptr;
+  int n = sd_listen_fds_with_names(/*unset_environment=*/1, &names);
+  if (n < 0) return Err() << "reading LISTEN_FDS: " << std::strerror(-n);
+  std::vector<Listener> out;
+  std::string problem;
+  for (int i = 0; i < n; ++i) {
+    int fd = SD_LISTEN_FDS_START + i;
+    std::string fd_name = names && names[i] ? names[i] : "unknown";
+    UniqueFd owned(fd);
+    int r = sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, /*listening=*/1);
+    if (r <= 0 && problem.empty()) {
+      problem = "passed descriptor " + std::to_string(fd) + " (" + fd_name +
+                ") is not a listening stream socket" +
+                (r < 0 ? std::string(": ") + std::strerror(-r) : std::string());
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+      if (problem.empty()) problem = "fcntl on passed descriptor " + std::to_string(fd) + ": " + std::strerror(errno);
+    }
+    sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    std::string where = "fd " + std::to_string(fd);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      where = DescribeSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+    }
+    out.emplace_back("activated:" + fd_name + ":" + where, std::move(owned));
+    if (names) free(names[i]);
+  }
+  free(names);
+  if (!problem.empty()) return Err() << "socket activation: " << problem;
+  return out;
+}
+
+Status SetBacklog(BorrowedFd fd, int backlog) {
+  if (listen(fd.get(), backlog) != 0) return ErrnoErr() << "listen";
+  return OkStatus();
+}
+
+}  // namespace rot13d::supervisor

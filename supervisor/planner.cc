@@ -1,0 +1,140 @@
+#include "supervisor/planner.h"
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+
+#include "common/exit_codes.h"
+
+namespace rot13d::supervisor {
+
+ExitStatus ExitStatus::FromWaitStatus(int status) {
+  ExitStatus s;
+  if (WIFEXITED(status)) {
+    s.code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    s.signal = WTERMSIG(status);
+    s.core_dumped = WCOREDUMP(status);
+  }
+  return s;
+}
+
+std::string SignalName(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  if (abbrev) return std::string("SIG") + abbrev;
+  return "signal " + std::to_string(signal);
+}
+
+std::string ExitStatus::Describe() const {
+  if (signal == 0) return "exited with code " + std::to_string(code);
+  std::string s = "killed by " + SignalName(signal);
+  if (core_dumped) s += " (core dumped)";
+  return s;
+}
+
+milliseconds BackoffDelay(const RestartPolicy& policy, int failures) {
+  milliseconds d = policy.initial_delay;
+  for (int i = 1; i < failures && d < policy.max_delay; ++i) d *= 2;
+  return std::min(d, policy.max_delay);
+}
+
+ExitDecision DecideOnExit(const WorkerRecord& worker, const ExitStatus& status, TimePoint now,
+                          const RestartPolicy& policy, bool respawn_wanted) {
+  (void)status;  // every unexpected exit is replaced; the status only shapes the log line
+  ExitDecision d;
+  if (!respawn_wanted || worker.state == WorkerState::kDraining) return d;  // kForget
+  bool lived = now - worker.started >= policy.healthy_after;
+  d.failures = (lived ? 0 : worker.failures) + 1;
+  d.boot_failures = worker.booted ? 0 : worker.boot_failures + 1;
+  if (d.boot_failures >= policy.max_boot_failures) {
+    d.kind = ExitDecision::Kind::kGiveUp;
+    return d;
+  }
+  d.kind = ExitDecision::Kind::kRespawn;
+  d.delay = BackoffDelay(policy, d.failures);
+  return d;
+}
+
+namespace {
+
+Action Signal(pid_t pid, int sig) { return {.kind = Action::Kind::kSignal, .pid = pid, .signal = sig}; }
+
+bool KillDue(const WorkerRecord& w, TimePoint now) {
+  return w.pid > 0 && w.state == WorkerState::kDraining && !w.kill_sent && now >= w.kill_at;
+}
+
+}  // namespace
+
+std::vector<Action> Plan(const SupervisorView& view, TimePoint now) {
+  const std::vector<WorkerRecord>& workers = *view.workers;
+  std::vector<Action> out;
+
+  if (view.stopping) {
+    bool any_alive = false;
+    for (const WorkerRecord& w : workers) {
+      if (w.pid <= 0) continue;
+      any_alive = true;
+      if (w.state != WorkerState::kDraining) out.push_back(Signal(w.pid, SIGTERM));
+      else if (KillDue(w, now)) out.push_back(Signal(w.pid, SIGKILL));
+    }
+    if (!any_alive) out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitOk});
+    return out;
+  }
+
+  for (const WorkerRecord& w : workers) {
+    if (w.state == WorkerState::kBackoff && now >= w.restart_at) {
+      out.push_back({.kind = Action::Kind::kSpawn, .slot = w.slot, .generation = w.generation});
+    }
+    if (KillDue(w, now)) out.push_back(Signal(w.pid, SIGKILL));
+  }
+
+  if (view.canary_generation) {
+    uint64_t canary = *view.canary_generation;
+    int booted = 0;
+    for (const WorkerRecord& w : workers) {
+      if (w.generation == canary && w.pid > 0 && w.booted && w.state == WorkerState::kRunning) ++booted;
+    }
+    if (view.canary_halted || now >= view.canary_deadline) {
+      out.push_back({.kind = Action::Kind::kAbandon, .generation = canary});
+      // Nothing was serving yet: this was the first generation.
+      if (view.serving_generation == 0) {
+        out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitCannotBoot});
+      }
+      return out;
+    }
+    if (booted >= view.canary_size) {
+      out.push_back({.kind = Action::Kind::kPromote, .generation = canary});
+      return out;
+    }
+  } else if (view.serving_halted) {
+    bool serving_alive = std::any_of(workers.begin(), workers.end(), [&](const WorkerRecord& w) {
+      return w.generation == view.serving_generation && w.pid > 0 && w.state == WorkerState::kRunning;
+    });
+    if (!serving_alive) out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitCannotBoot});
+  }
+
+  if (view.retired_listeners) {
+    bool old_alive = std::any_of(workers.begin(), workers.end(), [&](const WorkerRecord& w) {
+      return w.pid > 0 && w.generation < view.serving_generation;
+    });
+    if (!old_alive) out.push_back({.kind = Action::Kind::kCloseRetired});
+  }
+  return out;
+}
+
+std::optional<TimePoint> NextDeadline(const SupervisorView& view) {
+  std::optional<TimePoint> next;
+  auto consider = [&](TimePoint t) {
+    if (!next || t < *next) next = t;
+  };
+  for (const WorkerRecord& w : *view.workers) {
+    if (!view.stopping && w.state == WorkerState::kBackoff) consider(w.restart_at);
+    if (w.pid > 0 && w.state == WorkerState::kDraining && !w.kill_sent) consider(w.kill_at);
+  }
+  if (!view.stopping && view.canary_generation) consider(view.canary_deadline);
+  return next;
+}
+
+}  // namespace rot13d::supervisor

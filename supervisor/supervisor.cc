@@ -1,0 +1,710 @@
+#include "supervisor/supervisor.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "common/config.h"
+#include "common/exit_codes.h"
+#include "common/log.h"
+#include "common/stats.h"
+#include "daemon/worker.h"
+#include "supervisor/cpus.h"
+#include "supervisor/listeners.h"
+#include "supervisor/notify.h"
+#include "supervisor/planner.h"
+
+namespace rot13d::supervisor {
+namespace {
+
+// Room for a serving generation, a canary and draining ones at the maximum size.
+constexpr size_t kStatsSlots = 4 * kMaxWorkers + 64;
+constexpr milliseconds kStatusInterval{1000};
+
+enum : uint64_t { kTagSignal = 1, kTagTimer, kTagReady };
+
+std::string Num(uint64_t v) { return std::to_string(v); }
+
+std::string HumanBytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  std::ostringstream s;
+  s.precision(u == 0 ? 0 : 1);
+  s << std::fixed << v << ' ' << units[u];
+  return s.str();
+}
+
+void LogConfigErrors(const std::vector<ConfigError>& errors) {
+  for (const ConfigError& e : errors) {
+    Log(LogLevel::kError, e.ToString(),
+        {{"CONFIG_FILE", e.file}, {"CONFIG_LINE", Num(static_cast<uint64_t>(e.line))},
+         {"CONFIG_COLUMN", Num(static_cast<uint64_t>(e.column))}});
+  }
+}
+
+class Supervisor {
+ public:
+  explicit Supervisor(Options options) : options_(std::move(options)) {}
+  int Run();
+
+ private:
+  // Set-up.
+  Status SetUp();
+  std::optional<Config> ReadConfig(bool at_start);
+  Status OpenListeners(const Config& config, std::vector<std::string>* added);
+  void StartGeneration(const Config& config);
+
+  // Events.
+  void OnSignals();
+  void Reap();
+  void Reload();
+  void BeginStop(bool immediately);
+  void RefreshBooted();
+
+  // The executor: performs what the planner decided.
+  void ExecutePlan();
+  void Spawn(WorkerRecord& w);
+  void SignalWorker(pid_t pid, int sig);
+  void Promote(uint64_t generation);
+  void Abandon(uint64_t generation);
+  void CloseRetiredListeners();
+  void KillAllAndReap();
+
+  SupervisorView View() const;
+  WorkerRecord* FindByPid(pid_t pid);
+  const Config& ConfigOf(uint64_t generation) const;
+  std::vector<std::string> ListenerNamesFor(const Config& config) const;
+  std::string StatusLine() const;
+  void ArmTimer();
+  void Tick();
+
+  Options options_;
+  RestartPolicy policy_;
+  Notifier notify_;
+  pid_t self_ = 0;
+
+  UniqueFd epoll_, signals_, timer_, ready_;
+  std::optional<StatsTable> stats_;
+  std::vector<int> free_stats_;
+
+  std::map<std::string, Listener> listeners_;  // by configured address text
+  bool activated_ = false;
+  std::vector<std::string> retired_listeners_;  // close once older generations are gone
+  std::vector<std::string> canary_listeners_;   // bound for the canary: closed if it fails
+
+  Config serving_config_;
+  std::optional<Config> canary_config_;
+  uint64_t serving_generation_ = 0;
+  std::optional<uint64_t> canary_generation_;
+  int canary_size_ = 0;
+  TimePoint canary_deadline_{};
+  uint64_t next_generation_ = 1;
+  std::set<uint64_t> halted_;
+  std::vector<WorkerRecord> workers_;
+
+  bool stopping_ = false;
+  bool reload_queued_ = false;
+  std::optional<int> exit_code_;
+  std::string last_reload_ = "none";
+  std::string canary_failure_;
+  uint64_t retired_connections_ = 0;
+  uint64_t retired_bytes_ = 0;
+  TimePoint last_tick_{};
+  TimePoint last_watchdog_{};
+};
+
+Status Supervisor::SetUp() {
+  self_ = getpid();
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT}) sigaddset(&mask, s);
+  // Blocked before the first fork, read synchronously from a signalfd: no handlers.
+  if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return ErrnoErr() << "sigprocmask";
+  signals_.reset(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signals_) return ErrnoErr() << "signalfd";
+  timer_.reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!timer_) return ErrnoErr() << "timerfd_create";
+  ready_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!ready_) return ErrnoErr() << "eventfd";
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) return ErrnoErr() << "epoll_create1";
+  for (auto [fd, tag] : {std::pair{signals_.get(), kTagSignal}, {timer_.get(), kTagTimer},
+                         {ready_.get(), kTagReady}}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return ErrnoErr() << "epoll_ctl";
+  }
+  auto table = StatsTable::Create(kStatsSlots);
+  if (!table) return table.error();
+  stats_.emplace(std::move(*table));
+  for (int i = static_cast<int>(kStatsSlots) - 1; i >= 0; --i) free_stats_.push_back(i);
+
+  // Each connection is a descriptor: use the hard limit the service manager allows.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  return OkStatus();
+}
+
+std::optional<Config> Supervisor::ReadConfig(bool at_start) {
+  struct stat st {};
+  if (!options_.config_path_given && stat(options_.config_path.c_str(), &st) != 0 && errno == ENOENT) {
+    Log(LogLevel::kNotice, "no configuration file at " + options_.config_path +
+                               "; running on embedded defaults (listen 0.0.0.0:1067, workers \"auto\")");
+    return Config::Defaults();
+  }
+  ConfigLoad load = LoadConfigFile(options_.config_path);
+  if (!load.config) {
+    LogConfigErrors(load.errors);
+    if (!at_start) last_reload_ = "failed: " + load.errors.front().ToString();
+    return std::nullopt;
+  }
+  return load.config;
+}
+
+std::vector<std::string> Supervisor::ListenerNamesFor(const Config& config) const {
+  std::vector<std::string> names;
+  if (activated_) {
+    for (const auto& [name, l] : listeners_) names.push_back(name);
+  } else {
+    for (const ListenAddress& a : config.listen) names.push_back(a.ToString());
+  }
+  return names;
+}
+
+Status Supervisor::OpenListeners(const Config& config, std::vector<std::string>* added) {
+  if (activated_) {
+    if (config.listen_set) {
+      Log(LogLevel::kWarning, "'listen' in " + options_.config_path +
+                                  " is ignored: the listening sockets come from socket activation");
+    }
+    return OkStatus();
+  }
+  for (const ListenAddress& a : config.listen) {
+    std::string name = a.ToString();
+    auto it = listeners_.find(name);
+    if (it != listeners_.end()) {
+      if (Status s = SetBacklog(it->second.fd(), config.backlog); !s) {
+        Log(LogLevel::kWarning, "changing the backlog of " + name + ": " + s.error().ToString());
+      }
+      continue;
+    }
+    auto bound = BindListener(a, config.backlog, config.socket_mode);
+    if (!bound) {
+      for (const std::string& n : *added) listeners_.erase(n);
+      added->clear();
+      return bound.error();
+    }
+    Log(LogLevel::kInfo, "listening on " + bound->Describe());
+    listeners_.emplace(name, std::move(*bound));
+    added->push_back(name);
+  }
+  return OkStatus();
+}
+
+// A new generation starts as the canary: its workers are spawned now, and it
+// takes over only once every one of them is accepting.
+void Supervisor::StartGeneration(const Config& config) {
+  uint64_t generation = next_generation_++;
+  canary_generation_ = generation;
+  canary_config_ = config;
+  canary_size_ = config.workers > 0 ? config.workers : AutoWorkerCount();
+  auto now = Clock::now();
+  canary_deadline_ = now + policy_.boot_timeout;
+  for (int slot = 0; slot < canary_size_; ++slot) {
+    WorkerRecord w;
+    w.slot = slot;
+    w.generation = generation;
+    w.state = WorkerState::kBackoff;  // due at once: the planner spawns it
+    w.restart_at = now;
+    workers_.push_back(w);
+  }
+  Log(LogLevel::kInfo, "starting generation " + Num(generation) + " with " + Num(canary_size_) +
+                           " workers", {{"GENERATION", Num(generation)}});
+}
+
+const Config& Supervisor::ConfigOf(uint64_t generation) const {
+  if (canary_generation_ && generation == *canary_generation_) return *canary_config_;
+  return serving_config_;
+}
+
+SupervisorView Supervisor::View() const {
+  SupervisorView v;
+  v.workers = &workers_;
+  v.serving_generation = serving_generation_;
+  v.canary_generation = canary_generation_;
+  v.canary_size = canary_size_;
+  v.canary_deadline = canary_deadline_;
+  v.serving_halted = halted_.count(serving_generation_) > 0;
+  v.canary_halted = canary_generation_ && halted_.count(*canary_generation_) > 0;
+  v.stopping = stopping_;
+  v.retired_listeners = !retired_listeners_.empty();
+  return v;
+}
+
+WorkerRecord* Supervisor::FindByPid(pid_t pid) {
+  for (WorkerRecord& w : workers_) {
+    if (w.pid == pid) return &w;
+  }
+  return nullptr;
+}
+
+void Supervisor::Spawn(WorkerRecord& w) {
+  const Config& config = ConfigOf(w.generation);
+  if (free_stats_.empty()) {
+    Log(LogLevel::kError, "no free worker counter slot; retrying slot " + Num(w.slot) + " later");
+    w.restart_at = Clock::now() + policy_.max_delay;
+    return;
+  }
+  int stats_index = free_stats_.back();
+  WorkerStats& stats = stats_->at(static_cast<size_t>(stats_index));
+  stats.open_connections.store(0);
+  stats.connections_total.store(0);
+  stats.bytes_total.store(0);
+  stats.heartbeat_ns.store(0);
+  stats.SetPhase(WorkerPhase::kBooting);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    Log(LogLevel::kError, std::string("fork: ") + std::strerror(errno));
+    stats.SetPhase(WorkerPhase::kFree);
+    w.failures += 1;
+    w.restart_at = Clock::now() + BackoffDelay(policy_, w.failures);
+    return;
+  }
+  if (pid == 0) {
+    // The worker. Nothing here returns: supervisor objects are never destroyed
+    // in the child (that would unlink socket files), it leaves with _exit.
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT}) sigaddset(&mask, s);
+    sigprocmask(SIG_SETMASK, &mask, nullptr);
+    signal(SIGHUP, SIG_IGN);  // a hangup for the process group is the supervisor's business
+    signal(SIGPIPE, SIG_IGN);
+    epoll_.reset();
+    signals_.reset();
+    timer_.reset();
+    daemon::WorkerParams params;
+    std::vector<std::string> mine = ListenerNamesFor(config);
+    for (auto& [name, listener] : listeners_) {
+      UniqueFd fd = listener.TakeForChild();
+      if (std::find(mine.begin(), mine.end(), name) != mine.end()) params.listeners.push_back(std::move(fd));
+    }
+    params.buffer_size = config.buffer_size;
+    params.max_connections = config.max_connections;
+    params.idle_timeout = config.idle_timeout;
+    params.stats = &stats;
+    params.ready_fd = ready_.borrow();
+    params.supervisor_pid = self_;
+    _exit(daemon::RunWorker(std::move(params)));
+  }
+  free_stats_.pop_back();
+  w.pid = pid;
+  w.state = WorkerState::kRunning;
+  w.booted = false;
+  w.started = Clock::now();
+  w.kill_sent = false;
+  w.stats_index = stats_index;
+  Log(LogLevel::kDebug, "worker " + Num(static_cast<uint64_t>(pid)) + " started in slot " + Num(w.slot) +
+                            " of generation " + Num(w.generation),
+      {{"WORKER_PID", Num(static_cast<uint64_t>(pid))}, {"WORKER_SLOT", Num(w.slot)},
+       {"GENERATION", Num(w.generation)}});
+}
+
+void Supervisor::RefreshBooted() {
+  for (WorkerRecord& w : workers_) {
+    if (w.pid > 0 && !w.booted && w.stats_index >= 0 &&
+        stats_->at(static_cast<size_t>(w.stats_index)).Phase() == WorkerPhase::kAccepting) {
+      w.booted = true;
+    }
+  }
+}
+
+void Supervisor::Reap() {
+  RefreshBooted();  // a worker that reported accepting and then died did boot
+  int status = 0;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    WorkerRecord* w = FindByPid(pid);
+    if (!w) continue;
+    ExitStatus exit = ExitStatus::FromWaitStatus(status);
+    if (w->stats_index >= 0) {
+      WorkerStats& s = stats_->at(static_cast<size_t>(w->stats_index));
+      retired_connections_ += s.connections_total.load();
+      retired_bytes_ += s.bytes_total.load();
+      s.SetPhase(WorkerPhase::kFree);
+      free_stats_.push_back(w->stats_index);
+      w->stats_index = -1;
+    }
+    bool wanted = !stopping_ && !halted_.count(w->generation) &&
+                  (w->generation == serving_generation_ ||
+                   (canary_generation_ && w->generation == *canary_generation_));
+    ExitDecision d = DecideOnExit(*w, exit, Clock::now(), policy_, wanted);
+
+    std::string who = "worker " + Num(static_cast<uint64_t>(pid)) + " (slot " + Num(w->slot) +
+                      ", generation " + Num(w->generation) + ")";
+    std::string what = who + " " + exit.Describe();
+    bool expected = w->state == WorkerState::kDraining || !wanted;
+    LogLevel level = expected && exit.Clean() ? LogLevel::kInfo : expected ? LogLevel::kNotice
+                                                                           : LogLevel::kError;
+    if (exit.signal == SIGKILL && !w->kill_sent) what += "; SIGKILL from outside often means the OOM killer";
+    if (!w->booted && !expected) what += " before it was accepting";
+    if (d.kind == ExitDecision::Kind::kRespawn) {
+      what += "; restarting in " + Num(static_cast<uint64_t>(d.delay.count())) + " ms";
+    }
+    Log(level, what,
+        {{"WORKER_PID", Num(static_cast<uint64_t>(pid))}, {"WORKER_SLOT", Num(w->slot)},
+         {"GENERATION", Num(w->generation)},
+         exit.signal ? LogField{"EXIT_SIGNAL", SignalName(exit.signal)}
+                     : LogField{"EXIT_CODE", Num(static_cast<uint64_t>(exit.code))},
+         {"COREDUMP", exit.core_dumped ? "1" : "0"}});
+
+    w->pid = 0;
+    switch (d.kind) {
+      case ExitDecision::Kind::kForget:
+        workers_.erase(workers_.begin() + (w - workers_.data()));
+        break;
+      case ExitDecision::Kind::kRespawn:
+        w->state = WorkerState::kBackoff;
+        w->failures = d.failures;
+        w->boot_failures = d.boot_failures;
+        w->restart_at = Clock::now() + d.delay;
+        break;
+      case ExitDecision::Kind::kGiveUp: {
+        uint64_t g = w->generation;
+        halted_.insert(g);
+        for (WorkerRecord& other : workers_) {
+          if (other.generation == g && other.pid == 0) other.state = WorkerState::kFailed;
+        }
+        canary_failure_ = "slot " + Num(w->slot) + " of generation " + Num(g) + " failed to boot " +
+                          Num(d.boot_failures) + " times in a row (last: " + exit.Describe() + ")";
+        Log(LogLevel::kError, "worker " + canary_failure_ + "; not respawning generation " + Num(g),
+            {{"WORKER_SLOT", Num(w->slot)}, {"GENERATION", Num(g)}});
+        break;
+      }
+    }
+  }
+}
+
+void Supervisor::SignalWorker(pid_t pid, int sig) {
+  WorkerRecord* w = FindByPid(pid);
+  if (!w) return;
+  if (::kill(pid, sig) != 0 && errno != ESRCH) {
+    Log(LogLevel::kWarning, "kill " + Num(static_cast<uint64_t>(pid)) + ": " + std::strerror(errno));
+  }
+  if (sig == SIGKILL) {
+    w->state = WorkerState::kDraining;
+    w->kill_sent = true;
+  } else if (w->state != WorkerState::kDraining) {
+    w->state = WorkerState::kDraining;
+    w->kill_at = Clock::now() + serving_config_.shutdown_timeout;
+  }
+}
+
+void Supervisor::Promote(uint64_t generation) {
+  bool first = serving_generation_ == 0;
+  std::vector<std::string> kept = ListenerNamesFor(*canary_config_);
+  for (const auto& [name, l] : listeners_) {
+    if (std::find(kept.begin(), kept.end(), name) == kept.end()) retired_listeners_.push_back(name);
+  }
+  serving_config_ = std::move(*canary_config_);
+  serving_generation_ = generation;
+  canary_config_.reset();
+  canary_generation_.reset();
+  canary_listeners_.clear();
+  ConfigureLogging(serving_config_.log_level, serving_config_.log_target);
+
+  // Retire every older generation: drain, then kill at the deadline.
+  std::vector<pid_t> old;
+  for (const WorkerRecord& w : workers_) {
+    if (w.generation != generation && w.pid > 0) old.push_back(w.pid);
+  }
+  std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation != generation && w.pid == 0; });
+  for (pid_t pid : old) SignalWorker(pid, SIGTERM);
+
+  if (first) {
+    Log(LogLevel::kInfo, "ready: " + Num(static_cast<uint64_t>(canary_size_)) + " workers of generation " +
+                             Num(generation) + " accepting", {{"GENERATION", Num(generation)}});
+  } else {
+    last_reload_ = "ok (generation " + Num(generation) + ")";
+    Log(LogLevel::kNotice, "reload complete: generation " + Num(generation) + " serving with " +
+                               Num(static_cast<uint64_t>(canary_size_)) + " workers; retiring " +
+                               Num(old.size()) + " old workers", {{"GENERATION", Num(generation)}});
+  }
+  notify_.Ready(StatusLine());
+  if (reload_queued_) {
+    reload_queued_ = false;
+    Reload();
+  }
+}
+
+void Supervisor::Abandon(uint64_t generation) {
+  std::string why = canary_failure_.empty() ? "its workers were not all accepting within " +
+                                                  Num(static_cast<uint64_t>(policy_.boot_timeout.count() / 1000)) + " s"
+                                            : canary_failure_;
+  for (WorkerRecord& w : workers_) {
+    if (w.generation == generation && w.pid > 0) SignalWorker(w.pid, SIGKILL);
+  }
+  std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation == generation && w.pid == 0; });
+  for (const std::string& n : canary_listeners_) listeners_.erase(n);
+  canary_listeners_.clear();
+  canary_config_.reset();
+  canary_generation_.reset();
+  canary_failure_.clear();
+  if (serving_generation_ == 0) {
+    Log(LogLevel::kError, "workers cannot boot: " + why + "; giving up", {{"GENERATION", Num(generation)}});
+    return;
+  }
+  last_reload_ = "failed: new workers did not boot";
+  Log(LogLevel::kError, "reload failed: generation " + Num(generation) + " abandoned (" + why +
+                            "); generation " + Num(serving_generation_) + " keeps serving",
+      {{"GENERATION", Num(generation)}});
+  notify_.Ready(StatusLine());
+  if (reload_queued_) {
+    reload_queued_ = false;
+    Reload();
+  }
+}
+
+void Supervisor::CloseRetiredListeners() {
+  for (const std::string& n : retired_listeners_) {
+    Log(LogLevel::kInfo, "closing listener " + n + " (no longer configured)");
+    listeners_.erase(n);
+  }
+  retired_listeners_.clear();
+}
+
+void Supervisor::KillAllAndReap() {
+  for (const WorkerRecord& w : workers_) {
+    if (w.pid > 0) ::kill(w.pid, SIGKILL);
+  }
+  for (const WorkerRecord& w : workers_) {
+    if (w.pid > 0) {
+      while (waitpid(w.pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  workers_.clear();
+}
+
+void Supervisor::ExecutePlan() {
+  // Each action changes the table, so re-planning converges.
+  for (int rounds = 0; rounds < 16 && !exit_code_; ++rounds) {
+    RefreshBooted();
+    std::vector<Action> actions = Plan(View(), Clock::now());
+    if (actions.empty()) return;
+    for (const Action& a : actions) {
+      switch (a.kind) {
+        case Action::Kind::kSpawn:
+          for (WorkerRecord& w : workers_) {
+            if (w.slot == a.slot && w.generation == a.generation && w.state == WorkerState::kBackoff) {
+              Spawn(w);
+              break;
+            }
+          }
+          break;
+        case Action::Kind::kSignal: SignalWorker(a.pid, a.signal); break;
+        case Action::Kind::kPromote: Promote(a.generation); break;
+        case Action::Kind::kAbandon: Abandon(a.generation); break;
+        case Action::Kind::kCloseRetired: CloseRetiredListeners(); break;
+        case Action::Kind::kExit:
+          if (a.exit_code != kExitOk) KillAllAndReap();
+          exit_code_ = a.exit_code;
+          return;
+      }
+    }
+  }
+}
+
+void Supervisor::Reload() {
+  if (stopping_) return;
+  if (canary_generation_) {
+    reload_queued_ = true;  // one generation proves itself at a time
+    return;
+  }
+  notify_.Reloading();
+  Log(LogLevel::kInfo, "reloading configuration from " + options_.config_path,
+      {{"CONFIG_FILE", options_.config_path}});
+  std::optional<Config> config = ReadConfig(/*at_start=*/false);
+  if (!config) {
+    Log(LogLevel::kError, "reload failed: " + options_.config_path + " is invalid; keeping generation " +
+                              Num(serving_generation_) + " and its configuration",
+        {{"CONFIG_FILE", options_.config_path}});
+    notify_.Ready(StatusLine());
+    return;
+  }
+  std::vector<std::string> added;
+  if (Status s = OpenListeners(*config, &added); !s) {
+    last_reload_ = "failed: " + s.error().ToString();
+    Log(LogLevel::kError, "reload failed: " + s.error().ToString() + "; keeping generation " +
+                              Num(serving_generation_));
+    notify_.Ready(StatusLine());
+    return;
+  }
+  canary_listeners_ = added;
+  StartGeneration(*config);
+}
+
+void Supervisor::BeginStop(bool immediately) {
+  if (!stopping_) {
+    notify_.Stopping();
+    Log(LogLevel::kNotice, immediately ? "stopping now" : "stopping gracefully: draining workers");
+  }
+  stopping_ = true;
+  reload_queued_ = false;
+  if (immediately) {
+    for (WorkerRecord& w : workers_) {
+      if (w.pid > 0) SignalWorker(w.pid, SIGKILL);
+    }
+  }
+}
+
+void Supervisor::OnSignals() {
+  signalfd_siginfo si{};
+  while (read(signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+    switch (si.ssi_signo) {
+      case SIGCHLD: Reap(); break;
+      case SIGHUP: Reload(); break;
+      case SIGTERM:
+      case SIGINT: BeginStop(false); break;
+      case SIGQUIT: BeginStop(true); break;
+    }
+  }
+}
+
+std::string Supervisor::StatusLine() const {
+  uint64_t open = 0, total = retired_connections_, bytes = retired_bytes_;
+  int live = 0;
+  for (const WorkerRecord& w : workers_) {
+    if (w.stats_index < 0) continue;
+    const WorkerStats& s = stats_->at(static_cast<size_t>(w.stats_index));
+    open += s.open_connections.load(std::memory_order_relaxed);
+    total += s.connections_total.load(std::memory_order_relaxed);
+    bytes += s.bytes_total.load(std::memory_order_relaxed);
+    if (w.generation == serving_generation_ && w.pid > 0) ++live;
+  }
+  std::string line = Num(static_cast<uint64_t>(live)) + " workers (generation " + Num(serving_generation_) +
+                     "); " + Num(open) + " open connections; " + Num(total) + " served, " +
+                     HumanBytes(bytes) + "; last reload: " + last_reload_;
+  if (stopping_) line = "stopping; " + line;
+  return line;
+}
+
+void Supervisor::Tick() {
+  auto now = Clock::now();
+  if (now - last_tick_ >= kStatusInterval) {
+    last_tick_ = now;
+    notify_.Status(StatusLine());
+  }
+  auto wd = notify_.watchdog_interval();
+  if (wd.count() > 0 && now - last_watchdog_ >= wd / 2) {
+    last_watchdog_ = now;
+    notify_.Watchdog();  // sent from the loop itself: it proves the loop turns
+  }
+}
+
+void Supervisor::ArmTimer() {
+  auto now = Clock::now();
+  TimePoint next = now + kStatusInterval;
+  if (auto wd = notify_.watchdog_interval(); wd.count() > 0) {
+    next = std::min(next, last_watchdog_ + std::chrono::duration_cast<Clock::duration>(wd / 2));
+  }
+  if (auto d = NextDeadline(View())) next = std::min(next, *d);
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(next - now).count();
+  if (ns < 1) ns = 1;  // zero would disarm the timer
+  itimerspec spec{};
+  spec.it_value.tv_sec = ns / 1000000000;
+  spec.it_value.tv_nsec = ns % 1000000000;
+  timerfd_settime(timer_.get(), 0, &spec, nullptr);
+}
+
+int Supervisor::Run() {
+  if (Status s = SetUp(); !s) {
+    Log(LogLevel::kError, "start-up failed: " + s.error().ToString());
+    return kExitFailure;
+  }
+  std::optional<Config> config = ReadConfig(/*at_start=*/true);
+  if (!config) {
+    Log(LogLevel::kError, "not starting: " + options_.config_path + " is invalid",
+        {{"CONFIG_FILE", options_.config_path}});
+    return kExitConfig;
+  }
+  ConfigureLogging(config->log_level, config->log_target);
+  serving_config_ = *config;
+
+  auto activated = TakeActivatedListeners();
+  if (!activated) {
+    Log(LogLevel::kError, activated.error().ToString());
+    return kExitFailure;
+  }
+  activated_ = !activated->empty();
+  for (Listener& l : *activated) {
+    Log(LogLevel::kInfo, "using socket-activated listener " + l.name());
+    std::string name = l.name();
+    listeners_.emplace(name, std::move(l));
+  }
+  std::vector<std::string> added;
+  if (Status s = OpenListeners(*config, &added); !s) {
+    Log(LogLevel::kError, "cannot listen: " + s.error().ToString());
+    return kExitFailure;
+  }
+  StartGeneration(*config);
+
+  constexpr int kMaxEvents = 8;
+  epoll_event events[kMaxEvents];
+  while (true) {
+    ExecutePlan();
+    if (exit_code_) break;
+    Tick();
+    ArmTimer();
+    int n = epoll_wait(epoll_.get(), events, kMaxEvents, -1);
+    if (n < 0 && errno != EINTR) {
+      Log(LogLevel::kError, std::string("epoll_wait: ") + std::strerror(errno));
+      KillAllAndReap();
+      return kExitFailure;
+    }
+    for (int i = 0; i < n; ++i) {
+      uint64_t drained = 0;
+      switch (events[i].data.u64) {
+        case kTagSignal: OnSignals(); break;
+        case kTagTimer: (void)!read(timer_.get(), &drained, sizeof drained); break;
+        case kTagReady: (void)!read(ready_.get(), &drained, sizeof drained); break;
+      }
+    }
+  }
+  if (*exit_code_ == kExitOk) Log(LogLevel::kNotice, "stopped");
+  listeners_.clear();  // closes sockets and removes the socket files we created
+  return *exit_code_;
+}
+
+}  // namespace
+
+int Run(const Options& options) {
+  Supervisor supervisor(options);
+  return supervisor.Run();
+}
+
+}  // namespace rot13d::supervisor
