@@ -90,6 +90,7 @@ bool Worker::Boot() {
   // Die with the supervisor; the getppid check closes the race with a parent
   // that died before prctl ran (prctl(2), PR_SET_PDEATHSIG).
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != p_.supervisor_pid) return false;
+  prctl(PR_SET_NAME, "rot13d-worker");  // tells workers from the supervisor in ps and top
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -253,10 +254,8 @@ void Worker::OnConnectionEvent(Connection* c, uint32_t events) {
       step = Step::kClose;  // cannot deliver what is pending to a dead socket
     }
   }
-  if (bytes > 0) {
-    Bump(p_.stats->bytes_total, bytes);
-    Touch(c);
-  }
+  if (bytes > 0) Bump(p_.stats->bytes_total, bytes);
+  Touch(c);  // any readiness is traffic, even a read whose bytes all wait to be sent
   if (step == Step::kClose || !UpdateInterest(c)) CloseConnection(c);
 }
 

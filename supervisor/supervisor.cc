@@ -210,6 +210,9 @@ Status Supervisor::OpenListeners(const Config& config, std::vector<std::string>*
       if (Status s = SetBacklog(it->second.fd(), config.backlog); !s) {
         Log(LogLevel::kWarning, "changing the backlog of " + name + ": " + s.error().ToString());
       }
+      if (a.kind == ListenAddress::Kind::kUnix && chmod(a.path.c_str(), config.socket_mode) != 0) {
+        Log(LogLevel::kWarning, "chmod " + a.path + ": " + std::strerror(errno));
+      }
       continue;
     }
     auto bound = BindListener(a, config.backlog, config.socket_mode);
@@ -307,6 +310,7 @@ void Supervisor::Spawn(WorkerRecord& w) {
     epoll_.reset();
     signals_.reset();
     timer_.reset();
+    ConfigureLogging(config.log_level, config.log_target);  // a canary logs as its config says
     daemon::WorkerParams params;
     std::vector<std::string> mine = ListenerNamesFor(config);
     for (auto& [name, listener] : listeners_) {
