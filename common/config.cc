@@ -1,12 +1,17 @@
 #include "common/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <algorithm>
-#include <fstream>
 #include <tuple>
 #include <sstream>
+
+#include "common/unique_fd.h"
 
 // toml++ reports problems with exceptions; they stop at this file's boundary.
 #include <toml++/toml.h>
@@ -55,6 +60,11 @@ class Validator {
       std::ostringstream m;
       m << Describe(key) << ": " << s << " seconds is out of range (0.." << max_seconds << ")";
       Fail(v.source(), m.str());
+      return std::nullopt;
+    }
+    // Millisecond resolution; a positive value must not round down to 0, which means "never".
+    if (s > 0 && s < 0.001) {
+      Fail(v.source(), Describe(key) + ": must be 0 or at least 0.001 seconds");
       return std::nullopt;
     }
     return milliseconds(static_cast<int64_t>(std::llround(s * 1000)));
@@ -118,10 +128,9 @@ void ApplyKey(Validator& check, Config& c, std::string_view key, const toml::nod
         check.Fail(item.source(), "'listen': " + address.error().message());
         continue;
       }
-      for (const ListenAddress& seen : c.listen) {
-        if (seen == *address) {
-          check.Fail(item.source(), "'listen': " + address->ToString() + " is listed twice");
-        }
+      if (std::find(c.listen.begin(), c.listen.end(), *address) != c.listen.end()) {
+        check.Fail(item.source(), "'listen': " + address->ToString() + " is listed twice");
+        continue;
       }
       c.listen.push_back(*address);
     }
@@ -166,10 +175,10 @@ void ApplyKey(Validator& check, Config& c, std::string_view key, const toml::nod
     }
   } else if (key == "socket_mode") {
     if (auto s = check.String(key, v)) {
-      char* end = nullptr;
-      errno = 0;
-      long mode = std::strtol(s->c_str(), &end, 8);
-      if (s->empty() || *end != '\0' || errno != 0 || mode < 0 || mode > 0777) {
+      bool octal = !s->empty() && s->size() <= 4 &&
+                   s->find_first_not_of("01234567") == std::string::npos;
+      long mode = octal ? std::strtol(s->c_str(), nullptr, 8) : -1;
+      if (!octal || mode > 0777) {
         check.Fail(v.source(), "'socket_mode': expected an octal mode such as \"0660\", got \"" +
                                    *s + "\"");
       } else {
@@ -189,14 +198,17 @@ bool IsKnownKey(std::string_view key) {
   return false;
 }
 
+// Exact: whole seconds, or seconds with up to three decimals.
 std::string Seconds(milliseconds ms) {
-  std::ostringstream s;
-  if (ms.count() % 1000 == 0) {
-    s << ms.count() / 1000;
-  } else {
-    s << static_cast<double>(ms.count()) / 1000.0;
+  std::string s = std::to_string(ms.count() / 1000);
+  if (int64_t frac = ms.count() % 1000; frac != 0) {
+    char digits[8];
+    std::snprintf(digits, sizeof digits, ".%03lld", static_cast<long long>(frac));
+    std::string tail = digits;
+    while (tail.back() == '0') tail.pop_back();
+    s += tail;
   }
-  return s.str();
+  return s;
 }
 
 }  // namespace
@@ -243,21 +255,28 @@ ConfigLoad ParseConfig(std::string_view text, std::string_view file_name) {
 }
 
 ConfigLoad LoadConfigFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int e = errno;
+  auto fail = [&](std::string message) {
     ConfigLoad out;
-    out.errors.push_back({path, 0, 0, std::string("cannot open: ") + std::strerror(e)});
+    out.errors.push_back({path, 0, 0, std::move(message)});
     return out;
+  };
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail(std::string("cannot open: ") + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) return fail(std::string("cannot stat: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return fail("not a regular file");
+  std::string text;
+  char buf[16384];
+  while (true) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(std::string("read error: ") + std::strerror(errno));
+    }
+    text.append(buf, static_cast<size_t>(n));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    ConfigLoad out;
-    out.errors.push_back({path, 0, 0, "read error"});
-    return out;
-  }
-  return ParseConfig(text.str(), path);
+  return ParseConfig(text, path);
 }
 
 std::string FormatConfig(const Config& c) {

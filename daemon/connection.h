@@ -81,7 +81,10 @@ Step ConnectionEngine::OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* 
       continue;
     }
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return Step::kClose;
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      *bytes_done += sent;
+      return Step::kClose;
+    }
     break;  // socket buffer full: keep the rest
   }
   *bytes_done += sent;

@@ -83,29 +83,37 @@ std::vector<Action> Plan(const SupervisorView& view, TimePoint now) {
     return out;
   }
 
-  for (const WorkerRecord& w : workers) {
-    if (w.state == WorkerState::kBackoff && now >= w.restart_at) {
-      out.push_back({.kind = Action::Kind::kSpawn, .slot = w.slot, .generation = w.generation});
-    }
-    if (KillDue(w, now)) out.push_back(Signal(w.pid, SIGKILL));
-  }
-
+  // The canary's fate first: a generation being abandoned gets no new workers.
+  bool promote = false, abandon = false;
   if (view.canary_generation) {
     uint64_t canary = *view.canary_generation;
     int booted = 0;
     for (const WorkerRecord& w : workers) {
       if (w.generation == canary && w.pid > 0 && w.booted && w.state == WorkerState::kRunning) ++booted;
     }
-    if (view.canary_halted || now >= view.canary_deadline) {
-      out.push_back({.kind = Action::Kind::kAbandon, .generation = canary});
+    promote = !view.canary_halted && booted >= view.canary_size;
+    abandon = !promote && (view.canary_halted || now >= view.canary_deadline);
+  }
+
+  for (const WorkerRecord& w : workers) {
+    bool doomed = abandon && w.generation == *view.canary_generation;
+    if (w.state == WorkerState::kBackoff && now >= w.restart_at && !doomed) {
+      out.push_back({.kind = Action::Kind::kSpawn, .slot = w.slot, .generation = w.generation});
+    }
+    if (KillDue(w, now)) out.push_back(Signal(w.pid, SIGKILL));
+  }
+
+  if (view.canary_generation) {
+    if (abandon) {
+      out.push_back({.kind = Action::Kind::kAbandon, .generation = *view.canary_generation});
       // Nothing was serving yet: this was the first generation.
       if (view.serving_generation == 0) {
         out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitCannotBoot});
       }
       return out;
     }
-    if (booted >= view.canary_size) {
-      out.push_back({.kind = Action::Kind::kPromote, .generation = canary});
+    if (promote) {
+      out.push_back({.kind = Action::Kind::kPromote, .generation = *view.canary_generation});
       return out;
     }
   } else if (view.serving_halted) {
