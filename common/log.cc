@@ -57,6 +57,10 @@ const char* LogTargetName(LogTarget target) {
   return "?";
 }
 
+std::string Count(unsigned long long n, std::string_view noun) {
+  return std::to_string(n) + " " + std::string(noun) + (n == 1 ? "" : "s");
+}
+
 bool StderrIsJournal() {
   const char* env = std::getenv("JOURNAL_STREAM");
   if (!env) return false;

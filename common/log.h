@@ -26,6 +26,9 @@ void ConfigureLogging(LogLevel min_level, LogTarget target);
 bool LogEnabled(LogLevel level);
 void Log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields = {});
 
+// "1 worker", "3 workers": counts in log messages read as English.
+std::string Count(unsigned long long n, std::string_view noun);
+
 // Whether fd 2 is the stream named by JOURNAL_STREAM.
 bool StderrIsJournal();
 

@@ -31,6 +31,7 @@ constexpr int kAcceptBatch = 64;
 // listener that stays readable (accept(2) leaves the connection queued).
 constexpr milliseconds kAcceptPauseOnExhaustion{250};
 constexpr milliseconds kMaxTick{1000};
+constexpr std::chrono::seconds kExhaustionLogInterval{10};
 
 struct SocketIo {
   int fd;
@@ -57,6 +58,7 @@ class Worker {
  private:
   bool Boot();
   void Accept(int listener);
+  void ReportExhaustion(int error);
   void AddConnection(int fd);
   void OnConnectionEvent(Connection* c, uint32_t events);
   void CloseConnection(Connection* c);
@@ -84,6 +86,8 @@ class Worker {
   bool quit_ = false;
   Clock::time_point accept_paused_until_{};
   Clock::time_point last_tick_{};
+  Clock::time_point last_exhaustion_log_{};
+  uint64_t exhaustion_count_ = 0;
 };
 
 bool Worker::Boot() {
@@ -170,9 +174,7 @@ void Worker::Accept(int listener) {
       case ENFILE:
       case ENOBUFS:
       case ENOMEM:
-        Log(LogLevel::kWarning, std::string("accept: ") + std::strerror(errno) +
-                                    "; pausing accepts for 250 ms (" + std::to_string(open_) +
-                                    " connections open)");
+        ReportExhaustion(errno);
         accept_paused_until_ = Clock::now() + kAcceptPauseOnExhaustion;
         SetAccepting(false);
         return;
@@ -181,6 +183,20 @@ void Worker::Accept(int listener) {
         return;
     }
   }
+}
+
+// Sustained exhaustion pauses accepting four times a second; say so once per
+// kExhaustionLogInterval, with how often it happened meanwhile.
+void Worker::ReportExhaustion(int error) {
+  ++exhaustion_count_;
+  auto now = Clock::now();
+  if (last_exhaustion_log_ != Clock::time_point{} && now - last_exhaustion_log_ < kExhaustionLogInterval) return;
+  Log(LogLevel::kWarning, std::string("accept: ") + std::strerror(error) + " with " +
+                              Count(static_cast<unsigned>(open_), "connection") +
+                              " open; pausing accepts for 250 ms (" + Count(exhaustion_count_, "pause") +
+                              " since the last report)");
+  last_exhaustion_log_ = now;
+  exhaustion_count_ = 0;
 }
 
 void Worker::AddConnection(int raw_fd) {

@@ -245,8 +245,7 @@ void Supervisor::StartGeneration(const Config& config) {
     w.restart_at = now;
     workers_.push_back(w);
   }
-  Log(LogLevel::kInfo, "starting generation " + Num(generation) + " with " + Num(canary_size_) +
-                           " workers", {{"GENERATION", Num(generation)}});
+  Log(LogLevel::kInfo, "starting generation " + Num(generation) + " with " + Count(canary_size_, "worker"), {{"GENERATION", Num(generation)}});
 }
 
 const Config& Supervisor::ConfigOf(uint64_t generation) const {
@@ -450,13 +449,12 @@ void Supervisor::Promote(uint64_t generation) {
   for (pid_t pid : old) SignalWorker(pid, SIGTERM);
 
   if (first) {
-    Log(LogLevel::kInfo, "ready: " + Num(static_cast<uint64_t>(canary_size_)) + " workers of generation " +
-                             Num(generation) + " accepting", {{"GENERATION", Num(generation)}});
+    Log(LogLevel::kInfo, "ready: " + Count(canary_size_, "worker") + " of generation " + Num(generation) +
+                             " accepting", {{"GENERATION", Num(generation)}});
   } else {
     last_reload_ = "ok (generation " + Num(generation) + ")";
     Log(LogLevel::kNotice, "reload complete: generation " + Num(generation) + " serving with " +
-                               Num(static_cast<uint64_t>(canary_size_)) + " workers; retiring " +
-                               Num(old.size()) + " old workers", {{"GENERATION", Num(generation)}});
+                               Count(canary_size_, "worker") + "; retiring " + Count(old.size(), "old worker"), {{"GENERATION", Num(generation)}});
   }
   notify_.Ready(StatusLine());
   if (reload_queued_) {
@@ -610,8 +608,8 @@ std::string Supervisor::StatusLine() const {
     bytes += s.bytes_total.load(std::memory_order_relaxed);
     if (w.generation == serving_generation_ && w.pid > 0) ++live;
   }
-  std::string line = Num(static_cast<uint64_t>(live)) + " workers (generation " + Num(serving_generation_) +
-                     "); " + Num(open) + " open connections; " + Num(total) + " served, " +
+  std::string line = Count(static_cast<unsigned>(live), "worker") + " (generation " + Num(serving_generation_) +
+                     "); " + Count(open, "open connection") + "; " + Num(total) + " served, " +
                      HumanBytes(bytes) + "; last reload: " + last_reload_;
   if (stopping_) line = "stopping; " + line;
   return line;
