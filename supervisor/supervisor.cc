@@ -430,8 +430,14 @@ void Supervisor::SignalWorker(pid_t pid, int sig) {
 void Supervisor::Promote(uint64_t generation) {
   bool first = serving_generation_ == 0;
   std::vector<std::string> kept = ListenerNamesFor(*canary_config_);
+  auto in_use = [&](const std::string& name) { return std::find(kept.begin(), kept.end(), name) != kept.end(); };
+  // A listener retired by an earlier reload and configured again stays open.
+  std::erase_if(retired_listeners_, in_use);
   for (const auto& [name, l] : listeners_) {
-    if (std::find(kept.begin(), kept.end(), name) == kept.end()) retired_listeners_.push_back(name);
+    if (!in_use(name) && std::find(retired_listeners_.begin(), retired_listeners_.end(), name) ==
+                             retired_listeners_.end()) {
+      retired_listeners_.push_back(name);
+    }
   }
   serving_config_ = std::move(*canary_config_);
   serving_generation_ = generation;

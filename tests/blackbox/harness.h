@@ -92,14 +92,22 @@ struct RunResult {
 };
 RunResult RunToCompletion(const std::vector<std::string>& argv, milliseconds timeout = kStartTimeout);
 
+// How to start rot13d: extra environment, and the ways of socket activation.
+struct DaemonOptions {
+  std::vector<std::string> extra_env;  // "NAME=value"
+  // Run through systemd-socket-activate listening on this address ("127.0.0.1:PORT").
+  std::string activate_on;
+  // Socket activation done by hand: these become fds 3.. with LISTEN_FDS and
+  // LISTEN_PID set as systemd would.
+  std::vector<int> listen_fds;
+  // Restrict the daemon to one CPU (what workers = "auto" should follow).
+  bool single_cpu = false;
+};
+
 // rot13d running in its own process group, stderr (the log) and stdout to files in dir.
 class Daemon {
  public:
-  struct Options {
-    std::vector<std::string> extra_env;  // "NAME=value"
-    // Run through systemd-socket-activate listening on this address ("127.0.0.1:PORT").
-    std::string activate_on;
-  };
+  using Options = DaemonOptions;
 
   Daemon(const TempDir& dir, const std::string& config_path, Options options = {});
   // Kills the whole process group it created and reaps the supervisor.
