@@ -371,8 +371,10 @@ void Supervisor::Reap() {
                       ", generation " + Num(w->generation) + ")";
     std::string what = who + " " + exit.Describe();
     bool expected = w->state == WorkerState::kDraining || !wanted;
-    LogLevel level = expected && exit.Clean() ? LogLevel::kInfo : expected ? LogLevel::kNotice
-                                                                           : LogLevel::kError;
+    // A worker that left cleanly without being asked (someone sent it SIGTERM)
+    // is replaced, but it did not fail: a warning, not an error.
+    LogLevel level = expected ? (exit.Clean() ? LogLevel::kInfo : LogLevel::kNotice)
+                              : (exit.Clean() ? LogLevel::kWarning : LogLevel::kError);
     if (exit.signal == SIGKILL && !w->kill_sent) what += "; SIGKILL from outside often means the OOM killer";
     if (!w->booted && !expected) what += " before it was accepting";
     if (d.kind == ExitDecision::Kind::kRespawn) {
