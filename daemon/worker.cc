@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -91,6 +92,14 @@ class Worker {
 };
 
 bool Worker::Boot() {
+#ifdef ROT13D_TEST_HOOKS
+  // Test builds only (the rot13d_testhooks binary): a worker fails to boot
+  // while the file named by ROT13D_TEST_FAIL_BOOT_FILE exists, so the tests can
+  // drive the supervisor's give-up and canary paths with a real boot failure.
+  if (const char* path = std::getenv("ROT13D_TEST_FAIL_BOOT_FILE"); path && access(path, F_OK) == 0) {
+    return false;
+  }
+#endif
   // Die with the supervisor; the getppid check closes the race with a parent
   // that died before prctl ran (prctl(2), PR_SET_PDEATHSIG).
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != p_.supervisor_pid) return false;

@@ -181,6 +181,7 @@ pid_t Spawn(std::vector<std::string> argv, std::vector<std::string> env, const s
 }  // namespace
 
 const char* DaemonPath() { return ROT13D_BINARY; }
+const char* TestHooksDaemonPath() { return ROT13D_TESTHOOKS_BINARY; }
 const char* SocketActivatePath() { return ROT13D_SOCKET_ACTIVATE; }
 
 // ---------------------------------------------------------------- TempDir, Fd
@@ -336,7 +337,8 @@ Daemon::Daemon(const TempDir& dir, const std::string& config_path, Options optio
     argv.push_back("--");
   }
   env.insert(env.end(), options.extra_env.begin(), options.extra_env.end());
-  argv.insert(argv.end(), {DaemonPath(), "--config", config_path});
+  std::string binary = options.binary.empty() ? DaemonPath() : options.binary;
+  argv.insert(argv.end(), {binary, "--config", config_path});
   SpawnOptions spawn;
   spawn.pass_fds = options.listen_fds;
   spawn.single_cpu = options.single_cpu;

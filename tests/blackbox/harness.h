@@ -23,6 +23,7 @@ inline constexpr milliseconds kIoTimeout = 5s;
 
 // The binary under test and helpers, from compile definitions.
 const char* DaemonPath();
+const char* TestHooksDaemonPath();  // rot13d built with ROT13D_TEST_HOOKS
 const char* SocketActivatePath();  // empty when systemd-socket-activate was not found
 
 // A private directory under /tmp (short, so unix socket paths fit), removed with its contents.
@@ -102,6 +103,8 @@ struct DaemonOptions {
   std::vector<int> listen_fds;
   // Restrict the daemon to one CPU (what workers = "auto" should follow).
   bool single_cpu = false;
+  // The binary to run; empty means DaemonPath().
+  std::string binary;
 };
 
 // rot13d running in its own process group, stderr (the log) and stdout to files in dir.

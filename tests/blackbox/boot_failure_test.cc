@@ -1,0 +1,81 @@
+// Workers that cannot boot: the supervisor gives up instead of forking in a
+// loop, and a reload whose new workers cannot boot leaves the old generation
+// serving. Uses rot13d_testhooks, whose workers fail to boot while a file exists.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+
+#include "common/exit_codes.h"
+#include "tests/blackbox/daemon_test.h"
+
+namespace rot13d::blackbox {
+namespace {
+
+class BootFailureTest : public DaemonTest {
+ protected:
+  Daemon::Options HookedOptions() {
+    Daemon::Options options;
+    options.binary = TestHooksDaemonPath();
+    options.extra_env.push_back("ROT13D_TEST_FAIL_BOOT_FILE=" + fail_file_);
+    return options;
+  }
+  void BreakBoot() { dir_.Write("fail-boot", "x"); }
+  void MendBoot() { ASSERT_EQ(unlink(fail_file_.c_str()), 0); }
+
+  std::string fail_file_ = dir_.File("fail-boot");
+};
+
+TEST_F(BootFailureTest, FirstGenerationThatCannotBootGivesUpWithExitCode4) {
+  BreakBoot();
+  daemon_ = std::make_unique<Daemon>(dir_, WriteConfig("workers = 2\n"), HookedOptions());
+  ASSERT_TRUE(daemon_->started());
+  // Backoff 100+200+400+800 ms before the fifth failure: well inside 10 s.
+  std::optional<int> status = daemon_->WaitExit(10s);
+  ASSERT_TRUE(status) << daemon_->Log();
+  ASSERT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), kExitCannotBoot) << daemon_->Log();
+  EXPECT_TRUE(daemon_->LogContains("failed to boot 5 times in a row")) << daemon_->Log();
+  EXPECT_TRUE(daemon_->LogContains("workers cannot boot")) << daemon_->Log();
+  EXPECT_FALSE(daemon_->LogContains("ready:"));
+  // Forks are bounded: at most 5 per slot before the generation is halted.
+  size_t deaths = daemon_->LogCount("before it was accepting");
+  EXPECT_GE(deaths, 5u);
+  EXPECT_LE(deaths, 10u) << daemon_->Log();
+  EXPECT_TRUE(GroupPids(daemon_->pid()).empty()) << "a worker outlived the supervisor";
+}
+
+TEST_F(BootFailureTest, ReloadWhoseWorkersCannotBootKeepsTheOldGenerationServing) {
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 2\n", 2, HookedOptions()));
+  std::vector<pid_t> before = daemon_->Workers();
+  Client held = Client::Connect(address());
+  ASSERT_TRUE(held.connected()) << held.error();
+  ASSERT_EQ(held.RoundTrip("before"), Rot13("before"));
+
+  BreakBoot();
+  WriteConfig("workers = 3\n");
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(daemon_->WaitForLog("reload failed: generation 2 abandoned", 10s)) << daemon_->Log();
+  EXPECT_TRUE(daemon_->LogContains("failed to boot 5 times in a row")) << daemon_->Log();
+  // The old generation never stopped: same pids, old and new connections served.
+  EXPECT_TRUE(WaitFor([&] { return daemon_->Workers() == before; }, kStartTimeout))
+      << "workers changed after a failed reload";
+  EXPECT_EQ(held.RoundTrip("during"), Rot13("during"));
+  EXPECT_EQ(FreshRoundTrip("fresh"), Rot13("fresh"));
+  EXPECT_LE(daemon_->LogCount("before it was accepting"), 15u) << "forked in a loop";
+
+  // Mended, the same file applies. (Closing the held connection lets its old
+  // worker finish draining, so only the new generation remains.)
+  held.Close();
+  MendBoot();
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(daemon_->WaitForLog("reload complete: generation 3", 10s)) << daemon_->Log();
+  ASSERT_TRUE(daemon_->WaitForWorkerCount(3));
+  std::vector<pid_t> after = daemon_->Workers();
+  for (pid_t p : before) EXPECT_EQ(std::count(after.begin(), after.end(), p), 0) << "old worker " << p;
+  EXPECT_EQ(FreshRoundTrip("after"), Rot13("after"));
+}
+
+}  // namespace
+}  // namespace rot13d::blackbox
