@@ -73,6 +73,7 @@ class Worker {
   void SweepIdle(Clock::time_point now);
   int NextTimeoutMs(Clock::time_point now) const;
   void Heartbeat();
+  void WakeSupervisor();
 
   WorkerParams p_;
   std::unique_ptr<uint8_t[]> scratch_;
@@ -122,9 +123,14 @@ bool Worker::Boot() {
   if (!accepting_) return false;
   p_.stats->SetPhase(WorkerPhase::kAccepting);
   Heartbeat();
+  WakeSupervisor();
+  return true;
+}
+
+// The supervisor reads phases from shared memory; this tells it to look now.
+void Worker::WakeSupervisor() {
   uint64_t one = 1;
   if (p_.ready_fd.valid()) (void)!write(p_.ready_fd.get(), &one, sizeof one);
-  return true;
 }
 
 void Worker::Heartbeat() {
@@ -287,7 +293,6 @@ void Worker::OnConnectionEvent(Connection* c, uint32_t events) {
 void Worker::StartDrain() {
   if (draining_) return;
   draining_ = true;
-  p_.stats->SetPhase(WorkerPhase::kDraining);
   // Take what is already queued for us so no wakeup meant for this worker is
   // lost with it; the listening sockets stay open in the supervisor and the
   // workers of the new generation.
@@ -296,6 +301,10 @@ void Worker::StartDrain() {
   }
   SetAccepting(false);
   p_.listeners.clear();  // our copies only: the sockets stay open elsewhere
+  // Published last: "draining" tells the supervisor this worker holds no
+  // listener any more, so a removed address can be closed.
+  p_.stats->SetPhase(WorkerPhase::kDraining);
+  WakeSupervisor();
 }
 
 void Worker::OnSignal() {

@@ -18,7 +18,7 @@ struct WorkerParams {
   int max_connections = 10000;
   std::chrono::milliseconds idle_timeout{0};  // 0 = never
   WorkerStats* stats = nullptr;               // this worker's shared slot
-  BorrowedFd ready_fd;                        // eventfd poked once the worker accepts
+  BorrowedFd ready_fd;                        // eventfd poked when the worker's phase changes
   pid_t supervisor_pid = 0;
 };
 

@@ -54,11 +54,13 @@ Status ClearStaleUnixSocket(const ListenAddress& address) {
     return ErrnoErr() << "stat " << address.path;
   }
   if (!S_ISSOCK(st.st_mode)) return Err() << address.path << " exists and is not a socket";
-  UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  // Non-blocking: a live server with a full backlog must not stall our loop.
+  UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!probe) return ErrnoErr() << "socket";
   sockaddr_storage ss;
   socklen_t len = ToSockaddr(address, &ss);
-  if (connect(probe.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) {
+  if (connect(probe.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 || errno == EAGAIN ||
+      errno == EINPROGRESS) {
     return Err() << address.path << " is in use by another server";
   }
   if (errno != ECONNREFUSED) return ErrnoErr() << "probing " << address.path;

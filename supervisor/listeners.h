@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/address.h"
@@ -17,7 +18,9 @@ class Listener {
   // owned_path: a unix socket file this process created and removes on close.
   Listener(std::string name, UniqueFd fd, std::string owned_path = {})
       : name_(std::move(name)), fd_(std::move(fd)), owned_path_(std::move(owned_path)) {}
-  Listener(Listener&&) noexcept = default;
+  Listener(Listener&& other) noexcept
+      : name_(std::move(other.name_)), fd_(std::move(other.fd_)),
+        owned_path_(std::exchange(other.owned_path_, {})) {}
   Listener& operator=(Listener&& other) noexcept;
   ~Listener();
 

@@ -106,8 +106,8 @@ std::vector<Action> Plan(const SupervisorView& view, TimePoint now) {
   if (view.canary_generation) {
     if (abandon) {
       out.push_back({.kind = Action::Kind::kAbandon, .generation = *view.canary_generation});
-      // Nothing was serving yet: this was the first generation.
-      if (view.serving_generation == 0) {
+      // Nothing was serving yet (this was the first generation), or what serves has given up.
+      if (view.serving_generation == 0 || view.serving_halted) {
         out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitCannotBoot});
       }
       return out;
@@ -117,17 +117,20 @@ std::vector<Action> Plan(const SupervisorView& view, TimePoint now) {
       return out;
     }
   } else if (view.serving_halted) {
-    bool serving_alive = std::any_of(workers.begin(), workers.end(), [&](const WorkerRecord& w) {
-      return w.generation == view.serving_generation && w.pid > 0 && w.state == WorkerState::kRunning;
-    });
-    if (!serving_alive) out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitCannotBoot});
+    // Serving on fewer workers than configured, for good, is a failure to say
+    // out loud: exit non-zero and let the service manager restart us cleanly.
+    out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitCannotBoot});
+    return out;
   }
 
+  // A removed address closes once no older worker can accept on it any more.
+  // Waiting for those workers to exit instead would leave the kernel completing
+  // handshakes nobody accepts, to be reset at the close.
   if (view.retired_listeners) {
-    bool old_alive = std::any_of(workers.begin(), workers.end(), [&](const WorkerRecord& w) {
-      return w.pid > 0 && w.generation < view.serving_generation;
+    bool old_accepting = std::any_of(workers.begin(), workers.end(), [&](const WorkerRecord& w) {
+      return w.pid > 0 && w.generation < view.serving_generation && !w.stopped_accepting;
     });
-    if (!old_alive) out.push_back({.kind = Action::Kind::kCloseRetired});
+    if (!old_accepting) out.push_back({.kind = Action::Kind::kCloseRetired});
   }
   return out;
 }

@@ -57,6 +57,7 @@ struct WorkerRecord {
   pid_t pid = 0;  // 0 when no process
   WorkerState state = WorkerState::kRunning;
   bool booted = false;
+  bool stopped_accepting = false;  // draining, and its copies of the listeners are closed
   TimePoint started{};
   int failures = 0;       // consecutive unexpected exits
   int boot_failures = 0;  // consecutive exits before booting
@@ -87,10 +88,11 @@ struct SupervisorView {
   std::optional<uint64_t> canary_generation;  // a generation that must prove itself
   int canary_size = 0;
   TimePoint canary_deadline{};
-  bool serving_halted = false;  // the serving generation gave up respawning
+  bool serving_halted = false;  // the serving generation gave up respawning: exit, let the
+                                // service manager's Restart= decide
   bool canary_halted = false;
   bool stopping = false;
-  bool retired_listeners = false;  // listeners waiting for their old workers to go
+  bool retired_listeners = false;  // listeners no generation in force or starting uses
 };
 
 struct Action {

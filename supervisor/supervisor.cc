@@ -79,7 +79,10 @@ class Supervisor {
   void Reap();
   void Reload();
   void BeginStop(bool immediately);
-  void RefreshBooted();
+  void RefreshPhases();
+  void HaltGeneration(const WorkerRecord& w, const std::string& last_failure);
+  std::vector<std::string> RetiredListeners() const;
+  void ApplyListenerSettings(const Config& config);
 
   // The executor: performs what the planner decided.
   void ExecutePlan();
@@ -109,7 +112,6 @@ class Supervisor {
 
   std::map<std::string, Listener> listeners_;  // by configured address text
   bool activated_ = false;
-  std::vector<std::string> retired_listeners_;  // close once older generations are gone
   std::vector<std::string> canary_listeners_;   // bound for the canary: closed if it fails
 
   Config serving_config_;
@@ -137,7 +139,9 @@ Status Supervisor::SetUp() {
   self_ = getpid();
   sigset_t mask;
   sigemptyset(&mask);
-  for (int s : {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT}) sigaddset(&mask, s);
+  for (int s : {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2}) sigaddset(&mask, s);
+  // A log line to a stderr pipe whose reader left must not kill the service.
+  signal(SIGPIPE, SIG_IGN);
   // Blocked before the first fork, read synchronously from a signalfd: no handlers.
   if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return ErrnoErr() << "sigprocmask";
   signals_.reset(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
@@ -171,7 +175,10 @@ Status Supervisor::SetUp() {
 
 std::optional<Config> Supervisor::ReadConfig(bool at_start) {
   struct stat st {};
-  if (!options_.config_path_given && stat(options_.config_path.c_str(), &st) != 0 && errno == ENOENT) {
+  // Only at start: a reload must never trade the running configuration for the
+  // defaults (0.0.0.0) because the file was moved aside for editing.
+  if (at_start && !options_.config_path_given && stat(options_.config_path.c_str(), &st) != 0 &&
+      errno == ENOENT) {
     Log(LogLevel::kNotice, "no configuration file at " + options_.config_path +
                                "; running on embedded defaults (listen 0.0.0.0:1067, workers \"auto\")");
     return Config::Defaults();
@@ -206,15 +213,7 @@ Status Supervisor::OpenListeners(const Config& config, std::vector<std::string>*
   for (const ListenAddress& a : config.listen) {
     std::string name = a.ToString();
     auto it = listeners_.find(name);
-    if (it != listeners_.end()) {
-      if (Status s = SetBacklog(it->second.fd(), config.backlog); !s) {
-        Log(LogLevel::kWarning, "changing the backlog of " + name + ": " + s.error().ToString());
-      }
-      if (a.kind == ListenAddress::Kind::kUnix && chmod(a.path.c_str(), config.socket_mode) != 0) {
-        Log(LogLevel::kWarning, "chmod " + a.path + ": " + std::strerror(errno));
-      }
-      continue;
-    }
+    if (it != listeners_.end()) continue;  // kept; new settings apply when the reload commits
     auto bound = BindListener(a, config.backlog, config.socket_mode);
     if (!bound) {
       for (const std::string& n : *added) listeners_.erase(n);
@@ -233,6 +232,7 @@ Status Supervisor::OpenListeners(const Config& config, std::vector<std::string>*
 void Supervisor::StartGeneration(const Config& config) {
   uint64_t generation = next_generation_++;
   canary_generation_ = generation;
+  canary_failure_.clear();
   canary_config_ = config;
   canary_size_ = config.workers > 0 ? config.workers : AutoWorkerCount();
   auto now = Clock::now();
@@ -263,7 +263,7 @@ SupervisorView Supervisor::View() const {
   v.serving_halted = halted_.count(serving_generation_) > 0;
   v.canary_halted = canary_generation_ && halted_.count(*canary_generation_) > 0;
   v.stopping = stopping_;
-  v.retired_listeners = !retired_listeners_.empty();
+  v.retired_listeners = !RetiredListeners().empty();
   return v;
 }
 
@@ -291,21 +291,31 @@ void Supervisor::Spawn(WorkerRecord& w) {
 
   pid_t pid = fork();
   if (pid < 0) {
-    Log(LogLevel::kError, std::string("fork: ") + std::strerror(errno));
+    // A fork that fails is a boot that fails: same backoff, same give-up.
+    std::string error = std::string("fork failed: ") + std::strerror(errno);
     stats.SetPhase(WorkerPhase::kFree);
     w.failures += 1;
+    w.boot_failures += 1;
     w.restart_at = Clock::now() + BackoffDelay(policy_, w.failures);
+    Log(LogLevel::kError, "slot " + Num(w.slot) + " of generation " + Num(w.generation) + ": " + error,
+        {{"WORKER_SLOT", Num(w.slot)}, {"GENERATION", Num(w.generation)}});
+    if (w.boot_failures >= policy_.max_boot_failures) {
+      w.state = WorkerState::kFailed;
+      HaltGeneration(w, error);
+    }
     return;
   }
   if (pid == 0) {
     // The worker. Nothing here returns: supervisor objects are never destroyed
     // in the child (that would unlink socket files), it leaves with _exit.
+    // Dispositions before the mask, so nothing pending can kill the worker in
+    // between: hangups and user signals sent to the whole process group are
+    // the supervisor's business.
+    for (int s : {SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE}) signal(s, SIG_IGN);
     sigset_t mask;
     sigemptyset(&mask);
     for (int s : {SIGTERM, SIGINT, SIGQUIT}) sigaddset(&mask, s);
     sigprocmask(SIG_SETMASK, &mask, nullptr);
-    signal(SIGHUP, SIG_IGN);  // a hangup for the process group is the supervisor's business
-    signal(SIGPIPE, SIG_IGN);
     epoll_.reset();
     signals_.reset();
     timer_.reset();
@@ -330,6 +340,7 @@ void Supervisor::Spawn(WorkerRecord& w) {
   w.booted = false;
   w.started = Clock::now();
   w.kill_sent = false;
+  w.stopped_accepting = false;
   w.stats_index = stats_index;
   Log(LogLevel::kDebug, "worker " + Num(static_cast<uint64_t>(pid)) + " started in slot " + Num(w.slot) +
                             " of generation " + Num(w.generation),
@@ -337,17 +348,60 @@ void Supervisor::Spawn(WorkerRecord& w) {
        {"GENERATION", Num(w.generation)}});
 }
 
-void Supervisor::RefreshBooted() {
+void Supervisor::RefreshPhases() {
   for (WorkerRecord& w : workers_) {
-    if (w.pid > 0 && !w.booted && w.stats_index >= 0 &&
-        stats_->at(static_cast<size_t>(w.stats_index)).Phase() == WorkerPhase::kAccepting) {
-      w.booted = true;
+    if (w.pid <= 0 || w.stats_index < 0) continue;
+    WorkerPhase phase = stats_->at(static_cast<size_t>(w.stats_index)).Phase();
+    if (phase == WorkerPhase::kAccepting || phase == WorkerPhase::kDraining) w.booted = true;
+    if (phase == WorkerPhase::kDraining) w.stopped_accepting = true;
+  }
+}
+
+// A slot that cannot boot stops its whole generation's respawning.
+void Supervisor::HaltGeneration(const WorkerRecord& w, const std::string& last_failure) {
+  uint64_t g = w.generation;
+  halted_.insert(g);
+  for (WorkerRecord& other : workers_) {
+    if (other.generation == g && other.pid == 0) other.state = WorkerState::kFailed;
+  }
+  std::string why = "slot " + Num(w.slot) + " of generation " + Num(g) + " failed to boot " +
+                    Count(static_cast<unsigned>(policy_.max_boot_failures), "time") + " in a row (last: " +
+                    last_failure + ")";
+  if (canary_generation_ && g == *canary_generation_) canary_failure_ = why;
+  Log(LogLevel::kError, "worker " + why + "; not respawning generation " + Num(g),
+      {{"WORKER_SLOT", Num(w.slot)}, {"GENERATION", Num(g)}});
+}
+
+std::vector<std::string> Supervisor::RetiredListeners() const {
+  std::vector<std::string> used = ListenerNamesFor(serving_config_);
+  if (canary_config_) {
+    std::vector<std::string> starting = ListenerNamesFor(*canary_config_);
+    used.insert(used.end(), starting.begin(), starting.end());
+  }
+  std::vector<std::string> retired;
+  for (const auto& [name, l] : listeners_) {
+    if (std::find(used.begin(), used.end(), name) == used.end()) retired.push_back(name);
+  }
+  return retired;
+}
+
+// Settings of listeners that are kept across a reload, applied once it commits.
+void Supervisor::ApplyListenerSettings(const Config& config) {
+  if (activated_) return;
+  for (const ListenAddress& a : config.listen) {
+    auto it = listeners_.find(a.ToString());
+    if (it == listeners_.end()) continue;
+    if (Status s = SetBacklog(it->second.fd(), config.backlog); !s) {
+      Log(LogLevel::kWarning, "changing the backlog of " + it->first + ": " + s.error().ToString());
+    }
+    if (a.kind == ListenAddress::Kind::kUnix && chmod(a.path.c_str(), config.socket_mode) != 0) {
+      Log(LogLevel::kWarning, "chmod " + a.path + ": " + std::strerror(errno));
     }
   }
 }
 
 void Supervisor::Reap() {
-  RefreshBooted();  // a worker that reported accepting and then died did boot
+  RefreshPhases();  // a worker that reported accepting and then died did boot
   int status = 0;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
@@ -398,18 +452,10 @@ void Supervisor::Reap() {
         w->boot_failures = d.boot_failures;
         w->restart_at = Clock::now() + d.delay;
         break;
-      case ExitDecision::Kind::kGiveUp: {
-        uint64_t g = w->generation;
-        halted_.insert(g);
-        for (WorkerRecord& other : workers_) {
-          if (other.generation == g && other.pid == 0) other.state = WorkerState::kFailed;
-        }
-        canary_failure_ = "slot " + Num(w->slot) + " of generation " + Num(g) + " failed to boot " +
-                          Num(d.boot_failures) + " times in a row (last: " + exit.Describe() + ")";
-        Log(LogLevel::kError, "worker " + canary_failure_ + "; not respawning generation " + Num(g),
-            {{"WORKER_SLOT", Num(w->slot)}, {"GENERATION", Num(g)}});
+      case ExitDecision::Kind::kGiveUp:
+        w->state = WorkerState::kFailed;
+        HaltGeneration(*w, exit.Describe());
         break;
-      }
     }
   }
 }
@@ -431,22 +477,13 @@ void Supervisor::SignalWorker(pid_t pid, int sig) {
 
 void Supervisor::Promote(uint64_t generation) {
   bool first = serving_generation_ == 0;
-  std::vector<std::string> kept = ListenerNamesFor(*canary_config_);
-  auto in_use = [&](const std::string& name) { return std::find(kept.begin(), kept.end(), name) != kept.end(); };
-  // A listener retired by an earlier reload and configured again stays open.
-  std::erase_if(retired_listeners_, in_use);
-  for (const auto& [name, l] : listeners_) {
-    if (!in_use(name) && std::find(retired_listeners_.begin(), retired_listeners_.end(), name) ==
-                             retired_listeners_.end()) {
-      retired_listeners_.push_back(name);
-    }
-  }
   serving_config_ = std::move(*canary_config_);
   serving_generation_ = generation;
   canary_config_.reset();
   canary_generation_.reset();
   canary_listeners_.clear();
   ConfigureLogging(serving_config_.log_level, serving_config_.log_target);
+  ApplyListenerSettings(serving_config_);
 
   // Retire every older generation: drain, then kill at the deadline.
   std::vector<pid_t> old;
@@ -475,8 +512,10 @@ void Supervisor::Abandon(uint64_t generation) {
   std::string why = canary_failure_.empty() ? "its workers were not all accepting within " +
                                                   Num(static_cast<uint64_t>(policy_.boot_timeout.count() / 1000)) + " s"
                                             : canary_failure_;
+  // New workers that already accept may hold clients: they drain like any
+  // retired worker. Those that never booted are killed.
   for (WorkerRecord& w : workers_) {
-    if (w.generation == generation && w.pid > 0) SignalWorker(w.pid, SIGKILL);
+    if (w.generation == generation && w.pid > 0) SignalWorker(w.pid, w.booted ? SIGTERM : SIGKILL);
   }
   std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation == generation && w.pid == 0; });
   for (const std::string& n : canary_listeners_) listeners_.erase(n);
@@ -484,7 +523,7 @@ void Supervisor::Abandon(uint64_t generation) {
   canary_config_.reset();
   canary_generation_.reset();
   canary_failure_.clear();
-  if (serving_generation_ == 0) {
+  if (serving_generation_ == 0 || halted_.count(serving_generation_)) {
     Log(LogLevel::kError, "workers cannot boot: " + why + "; giving up", {{"GENERATION", Num(generation)}});
     return;
   }
@@ -500,11 +539,10 @@ void Supervisor::Abandon(uint64_t generation) {
 }
 
 void Supervisor::CloseRetiredListeners() {
-  for (const std::string& n : retired_listeners_) {
+  for (const std::string& n : RetiredListeners()) {
     Log(LogLevel::kInfo, "closing listener " + n + " (no longer configured)");
     listeners_.erase(n);
   }
-  retired_listeners_.clear();
 }
 
 void Supervisor::KillAllAndReap() {
@@ -523,7 +561,7 @@ void Supervisor::KillAllAndReap() {
 void Supervisor::ExecutePlan() {
   // Each action changes the table, so re-planning converges.
   for (int rounds = 0; rounds < 16 && !exit_code_; ++rounds) {
-    RefreshBooted();
+    RefreshPhases();
     std::vector<Action> actions = Plan(View(), Clock::now());
     if (actions.empty()) return;
     for (const Action& a : actions) {
@@ -585,6 +623,10 @@ void Supervisor::BeginStop(bool immediately) {
   }
   stopping_ = true;
   reload_queued_ = false;
+  // Refuse new clients now instead of letting the kernel queue connections
+  // that nobody will accept. Sockets from systemd stay: it keeps their queue
+  // for the next start.
+  if (!activated_) listeners_.clear();
   if (immediately) {
     for (WorkerRecord& w : workers_) {
       if (w.pid > 0) SignalWorker(w.pid, SIGKILL);
@@ -601,6 +643,12 @@ void Supervisor::OnSignals() {
       case SIGTERM:
       case SIGINT: BeginStop(false); break;
       case SIGQUIT: BeginStop(true); break;
+      case SIGUSR1:
+      case SIGUSR2:
+        // nginx reopens log files on USR1; rot13d writes no files, so a
+        // logrotate habit must be harmless.
+        Log(LogLevel::kNotice, SignalName(static_cast<int>(si.ssi_signo)) + " ignored (rot13d has no log files to reopen)");
+        break;
     }
   }
 }

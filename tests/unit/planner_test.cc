@@ -516,13 +516,27 @@ TEST(Plan, StoppingIgnoresCanary) {
   EXPECT_EQ(Plan(v, kT0), Actions{Sig(201, SIGTERM)});
 }
 
-TEST(Plan, ServingHaltedWithNoLiveWorkersExitsCannotBoot) {
+// Serving on fewer workers than configured, for good, is a failure: the
+// supervisor exits non-zero even while other workers still serve, and lets the
+// service manager's Restart= decide (STYLE.md 7).
+TEST(Plan, ServingHaltedExitsCannotBootEvenWithLiveWorkers) {
   std::vector<WorkerRecord> w = {Failed(0, 1), Running(1, 1, 102)};
   SupervisorView v = Serving(&w, 1);
   v.serving_halted = true;
-  EXPECT_EQ(Plan(v, kT0), Actions{}) << "one serving worker is still running";
+  EXPECT_EQ(Plan(v, kT0), Actions{Exit(kExitCannotBoot)});
   w[1] = Failed(1, 1);
   EXPECT_EQ(Plan(v, kT0), Actions{Exit(kExitCannotBoot)});
+}
+
+TEST(Plan, AbandonedCanaryOverHaltedServingGenerationExits) {
+  std::vector<WorkerRecord> w = {Failed(0, 1), Running(1, 1, 102), Failed(0, 2)};
+  SupervisorView v = Serving(&w, 1);
+  v.serving_halted = true;
+  v.canary_generation = 2;
+  v.canary_size = 1;
+  v.canary_halted = true;
+  v.canary_deadline = kT0 + seconds(30);
+  EXPECT_EQ(Plan(v, kT0), (Actions{{.kind = Action::Kind::kAbandon, .generation = 2}, Exit(kExitCannotBoot)}));
 }
 
 TEST(Plan, ServingHaltedWithCanaryPendingDoesNotExit) {
@@ -546,6 +560,18 @@ TEST(Plan, ClosesRetiredListenersOnlyWhenOldGenerationsAreGone) {
   EXPECT_EQ(Plan(v, kT0), Actions{CloseRetired()});
   v.retired_listeners = false;
   EXPECT_EQ(Plan(v, kT0), Actions{});
+}
+
+// An old worker that is still finishing connections but has published that it
+// stopped accepting (and closed its listener copies) does not hold a removed
+// address open: keeping it would let the kernel queue connections nobody takes.
+TEST(Plan, ClosesRetiredListenersOnceOldWorkersStoppedAccepting) {
+  std::vector<WorkerRecord> w = {Running(0, 2, 201), Draining(0, 1, 101, kT0 + seconds(30))};
+  SupervisorView v = Serving(&w, 2);
+  v.retired_listeners = true;
+  EXPECT_EQ(Plan(v, kT0), Actions{}) << "the old worker may still accept";
+  w[1].stopped_accepting = true;
+  EXPECT_EQ(Plan(v, kT0), Actions{CloseRetired()});
 }
 
 TEST(Plan, RetiredListenersNotHeldByNewerOrDeadWorkers) {
