@@ -71,7 +71,7 @@ class Supervisor {
   // Set-up.
   Status SetUp();
   std::optional<Config> ReadConfig(bool at_start);
-  Status OpenListeners(const Config& config, std::vector<std::string>* added);
+  Status OpenListeners(const Config& config);
   void StartGeneration(const Config& config);
 
   // Events.
@@ -112,7 +112,6 @@ class Supervisor {
 
   std::map<std::string, Listener> listeners_;  // by configured address text
   bool activated_ = false;
-  std::vector<std::string> canary_listeners_;   // bound for the canary: closed if it fails
 
   Config serving_config_;
   std::optional<Config> canary_config_;
@@ -202,7 +201,8 @@ std::vector<std::string> Supervisor::ListenerNamesFor(const Config& config) cons
   return names;
 }
 
-Status Supervisor::OpenListeners(const Config& config, std::vector<std::string>* added) {
+// Binds the addresses not bound yet; all or nothing.
+Status Supervisor::OpenListeners(const Config& config) {
   if (activated_) {
     if (config.listen_set) {
       Log(LogLevel::kWarning, "'listen' in " + options_.config_path +
@@ -210,19 +210,19 @@ Status Supervisor::OpenListeners(const Config& config, std::vector<std::string>*
     }
     return OkStatus();
   }
+  std::vector<std::string> added;
   for (const ListenAddress& a : config.listen) {
     std::string name = a.ToString();
     auto it = listeners_.find(name);
     if (it != listeners_.end()) continue;  // kept; new settings apply when the reload commits
     auto bound = BindListener(a, config.backlog, config.socket_mode);
     if (!bound) {
-      for (const std::string& n : *added) listeners_.erase(n);
-      added->clear();
+      for (const std::string& n : added) listeners_.erase(n);
       return bound.error();
     }
     Log(LogLevel::kInfo, "listening on " + bound->Describe());
     listeners_.emplace(name, std::move(*bound));
-    added->push_back(name);
+    added.push_back(name);
   }
   return OkStatus();
 }
@@ -481,7 +481,6 @@ void Supervisor::Promote(uint64_t generation) {
   serving_generation_ = generation;
   canary_config_.reset();
   canary_generation_.reset();
-  canary_listeners_.clear();
   ConfigureLogging(serving_config_.log_level, serving_config_.log_target);
   ApplyListenerSettings(serving_config_);
 
@@ -518,8 +517,7 @@ void Supervisor::Abandon(uint64_t generation) {
     if (w.generation == generation && w.pid > 0) SignalWorker(w.pid, w.booted ? SIGTERM : SIGKILL);
   }
   std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation == generation && w.pid == 0; });
-  for (const std::string& n : canary_listeners_) listeners_.erase(n);
-  canary_listeners_.clear();
+  // Listeners only this canary used are now retired: the plan closes them.
   canary_config_.reset();
   canary_generation_.reset();
   canary_failure_.clear();
@@ -604,15 +602,13 @@ void Supervisor::Reload() {
     notify_.Ready(StatusLine());
     return;
   }
-  std::vector<std::string> added;
-  if (Status s = OpenListeners(*config, &added); !s) {
+  if (Status s = OpenListeners(*config); !s) {
     last_reload_ = "failed: " + s.error().ToString();
     Log(LogLevel::kError, "reload failed: " + s.error().ToString() + "; keeping generation " +
                               Num(serving_generation_));
     notify_.Ready(StatusLine());
     return;
   }
-  canary_listeners_ = added;
   StartGeneration(*config);
 }
 
@@ -724,8 +720,7 @@ int Supervisor::Run() {
     std::string name = l.name();
     listeners_.emplace(name, std::move(l));
   }
-  std::vector<std::string> added;
-  if (Status s = OpenListeners(*config, &added); !s) {
+  if (Status s = OpenListeners(*config); !s) {
     Log(LogLevel::kError, "cannot listen: " + s.error().ToString());
     return kExitFailure;
   }

@@ -53,10 +53,17 @@ TEST_F(BootFailureTest, ReloadWhoseWorkersCannotBootKeepsTheOldGenerationServing
   ASSERT_TRUE(held.connected()) << held.error();
   ASSERT_EQ(held.RoundTrip("before"), Rot13("before"));
 
+  // The failing reload also adds an address: bound for the new generation, it
+  // must be closed (and its socket file removed) when that generation is abandoned.
+  std::string added_path = dir_.File("added.sock");
   BreakBoot();
-  WriteConfig("workers = 3\n");
+  dir_.Write("rot13d.toml", "listen = [\"" + address() + "\", \"unix:" + added_path +
+                                "\"]\nlog_target = \"stderr\"\nworkers = 3\n");
   daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(daemon_->WaitForLog("listening on unix:" + added_path)) << daemon_->Log();
   ASSERT_TRUE(daemon_->WaitForLog("reload failed: generation 2 abandoned", 10s)) << daemon_->Log();
+  ASSERT_TRUE(daemon_->WaitForLog("closing listener unix:" + added_path)) << daemon_->Log();
+  EXPECT_NE(access(added_path.c_str(), F_OK), 0) << added_path << " outlived the abandoned generation";
   EXPECT_TRUE(daemon_->LogContains("failed to boot 5 times in a row")) << daemon_->Log();
   // The old generation never stopped: same pids, old and new connections served.
   EXPECT_TRUE(WaitFor([&] { return daemon_->Workers() == before; }, kStartTimeout))
