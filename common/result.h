@@ -15,11 +15,6 @@ class Error {
   explicit Error(std::string message, int errno_value = 0)
       : message_(std::move(message)), errno_(errno_value) {}
 
-  // Builds "what: strerror(errno)" from the current errno.
-  static Error FromErrno(std::string what, int errno_value = errno) {
-    return Error(std::move(what), errno_value);
-  }
-
   int errno_value() const { return errno_; }
   const std::string& message() const { return message_; }
   // The message with ": strerror" appended when an errno is attached.
