@@ -173,6 +173,33 @@ void ApplyKey(Validator& check, Config& c, std::string_view key, const toml::nod
                                    "\" (auto, stderr or journal)");
       }
     }
+  } else if (key == "heartbeat_timeout") {
+    if (auto t = check.Seconds(key, v, 3600)) c.heartbeat_timeout = *t;
+  } else if (key == "crash_loop_failures") {
+    if (auto n = check.Integer(key, v, 1, 1000)) c.crash_loop_failures = static_cast<int>(*n);
+  } else if (key == "crash_loop_window") {
+    if (auto t = check.Seconds(key, v, 3600)) c.crash_loop_window = *t;
+  } else if (key == "user" || key == "group" || key == "socket_user" || key == "socket_group") {
+    auto s = check.String(key, v);
+    if (!s) return;
+    // A name or a numeric id; "" means the default, except for `user`.
+    bool empty_ok = key != "user";
+    if ((s->empty() && !empty_ok) || s->size() > 64 ||
+        s->find_first_of(" \t\n:/") != std::string::npos) {
+      check.Fail(v.source(), Validator::Describe(key) + ": expected a user or group name or a numeric id, got \"" +
+                                 *s + "\"");
+      return;
+    }
+    if (key == "user") {
+      c.user = *s;
+      c.user_set = true;
+    } else if (key == "group") {
+      c.group = *s;
+    } else if (key == "socket_user") {
+      c.socket_user = *s;
+    } else {
+      c.socket_group = *s;
+    }
   } else if (key == "socket_mode") {
     if (auto s = check.String(key, v)) {
       bool octal = !s->empty() && s->size() <= 4 &&
@@ -191,7 +218,9 @@ void ApplyKey(Validator& check, Config& c, std::string_view key, const toml::nod
 bool IsKnownKey(std::string_view key) {
   static constexpr std::string_view kKeys[] = {
       "listen",   "backlog",          "workers",   "max_connections", "buffer_size",
-      "idle_timeout", "shutdown_timeout", "log_level", "log_target",      "socket_mode"};
+      "idle_timeout", "shutdown_timeout", "log_level", "log_target",      "socket_mode",
+      "socket_user", "socket_group", "heartbeat_timeout", "crash_loop_failures",
+      "crash_loop_window", "user", "group"};
   for (std::string_view k : kKeys) {
     if (k == key) return true;
   }
@@ -209,6 +238,26 @@ std::string Seconds(milliseconds ms) {
     s += tail;
   }
   return s;
+}
+
+// A TOML basic string: values such as unix paths and user names may hold
+// quotes, backslashes and control characters, which must not end the string.
+std::string Quoted(std::string_view text) {
+  std::string out = "\"";
+  for (char ch : text) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20 || c == 0x7f) {
+      char escape[8];
+      std::snprintf(escape, sizeof escape, "\\u%04X", c);
+      out += escape;
+    } else {
+      out += ch;  // UTF-8 passes through: the text came from a TOML file
+    }
+  }
+  return out + '"';
 }
 
 }  // namespace
@@ -283,7 +332,7 @@ std::string FormatConfig(const Config& c) {
   std::ostringstream s;
   s << "listen = [";
   for (size_t i = 0; i < c.listen.size(); ++i) {
-    s << (i ? ", " : "") << '"' << c.listen[i].ToString() << '"';
+    s << (i ? ", " : "") << Quoted(c.listen[i].ToString());
   }
   s << "]\n";
   s << "backlog = " << c.backlog << "\n";
@@ -301,6 +350,13 @@ std::string FormatConfig(const Config& c) {
   char mode[8];
   std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(c.socket_mode));
   s << "socket_mode = \"" << mode << "\"\n";
+  s << "socket_user = " << Quoted(c.socket_user) << "\n";
+  s << "socket_group = " << Quoted(c.socket_group) << "\n";
+  s << "heartbeat_timeout = " << Seconds(c.heartbeat_timeout) << "\n";
+  s << "crash_loop_failures = " << c.crash_loop_failures << "\n";
+  s << "crash_loop_window = " << Seconds(c.crash_loop_window) << "\n";
+  s << "user = " << Quoted(c.user) << "\n";
+  s << "group = " << Quoted(c.group) << "\n";
   return s.str();
 }
 

@@ -30,6 +30,19 @@ struct Config {
   LogLevel log_level = LogLevel::kInfo;
   LogTarget log_target = LogTarget::kAuto;
   mode_t socket_mode = 0666;          // permission bits of unix sockets we create
+  std::string socket_user;            // owner of unix sockets we create ("" = unchanged)
+  std::string socket_group;           // group of unix sockets we create ("" = unchanged)
+  // A worker whose event loop has not turned for this long is hung: SIGABRT, then SIGKILL.
+  std::chrono::milliseconds heartbeat_timeout{std::chrono::seconds(10)};  // 0 = never
+  // This many boot failures of one generation within the window engage the
+  // crash-loop governor: at most one fork per second for that generation.
+  int crash_loop_failures = 3;
+  std::chrono::milliseconds crash_loop_window{std::chrono::seconds(10)};  // 0 = no governor
+  // Started as root, the supervisor binds and then becomes this user (and group;
+  // "" = the user's primary group). "root" keeps root, explicitly.
+  std::string user = "nobody";
+  bool user_set = false;              // the file named `user` (else it is ignored when not root)
+  std::string group;
 
   static Config Defaults();
 };

@@ -1,4 +1,12 @@
-// rot13d: command line, --check-config, and the hand-over to the supervisor.
+// rot13d: command line, --check-config, --reload, and the hand-over to the supervisor.
+#include <grp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -7,6 +15,7 @@
 #include "common/config.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
+#include "supervisor/reload_request.h"
 #include "supervisor/supervisor.h"
 
 #ifndef ROT13D_VERSION
@@ -17,6 +26,7 @@ namespace {
 
 constexpr const char* kUsage =
     "Usage: rot13d [--config PATH] [--check-config]\n"
+    "       rot13d [--config PATH] --reload PID\n"
     "       rot13d --version | --help\n"
     "\n"
     "A rot13 network service: a supervisor that binds its listeners once and\n"
@@ -26,6 +36,10 @@ constexpr const char* kUsage =
     "                       when that file does not exist, embedded defaults)\n"
     "  -t, --check-config   validate the configuration, print the effective\n"
     "                       settings, exit 0 if valid and 3 if not\n"
+    "  -r, --reload PID     check the configuration, ask the supervisor PID to\n"
+    "                       reload it and wait for the outcome: exit 0 once the\n"
+    "                       new workers serve, 3 if the file is invalid, 1 if\n"
+    "                       the reload failed (the old workers keep serving)\n"
     "  -v, --version        print the version\n"
     "  -h, --help           print this help\n"
     "\n"
@@ -54,6 +68,83 @@ int CheckConfig(const std::string& path, bool given) {
   return kExitOk;
 }
 
+// Waits this long for the supervisor's answer: a reload takes at most the
+// boot timeout (30 s), twice when it queues behind one in progress.
+constexpr int kReloadWaitSeconds = 90;
+
+int RequestReload(const std::string& pid_text, const std::string& path) {
+  using namespace rot13d;
+  int pid = 0;
+  auto [end, ec] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
+  if (ec != std::errc() || end != pid_text.data() + pid_text.size() || pid <= 1) {
+    std::fprintf(stderr, "rot13d: --reload needs the supervisor's pid, got '%s'\n", pid_text.c_str());
+    return kExitUsage;
+  }
+  // The supervisor re-reads the file; refuse early, with every error's place.
+  ConfigLoad load = LoadConfigFile(path);
+  if (!load.config) {
+    for (const ConfigError& e : load.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+    std::fprintf(stderr, "rot13d: reload refused: %s is invalid; the running configuration stays\n",
+                 path.c_str());
+    return kExitConfig;
+  }
+  sigset_t answer;
+  sigemptyset(&answer);
+  sigaddset(&answer, ReloadAnswerSignal());
+  sigprocmask(SIG_BLOCK, &answer, nullptr);
+  // A supervisor that dropped root may only signal its own user: become it.
+  struct stat st {};
+  std::string proc = "/proc/" + std::to_string(pid);
+  if (geteuid() == 0 && stat(proc.c_str(), &st) == 0 && st.st_uid != 0) {
+    if (setgroups(0, nullptr) != 0 || setresgid(st.st_gid, st.st_gid, st.st_gid) != 0 ||
+        setresuid(st.st_uid, st.st_uid, st.st_uid) != 0) {
+      std::fprintf(stderr, "rot13d: cannot become uid %u to hear the answer: %s\n",
+                   static_cast<unsigned>(st.st_uid), std::strerror(errno));
+      return kExitFailure;
+    }
+  }
+  sigval request{};
+  request.sival_int = kReloadRequest;
+  if (sigqueue(pid, SIGHUP, request) != 0) {
+    std::fprintf(stderr, "rot13d: cannot signal pid %d: %s\n", pid, std::strerror(errno));
+    return kExitFailure;
+  }
+  for (int waited = 0; waited < kReloadWaitSeconds; ++waited) {
+    timespec second{1, 0};
+    siginfo_t info{};
+    int sig = sigtimedwait(&answer, &info, &second);
+    if (sig < 0) {
+      if (errno != EAGAIN && errno != EINTR) break;
+      if (kill(pid, 0) != 0 && errno == ESRCH) {
+        std::fprintf(stderr, "rot13d: reload failed: pid %d exited\n", pid);
+        return kExitFailure;
+      }
+      continue;
+    }
+    if (info.si_pid != pid) continue;
+    int value = info.si_value.sival_int;
+    if (value > 0) {
+      std::printf("rot13d: reload applied: generation %d is serving %s\n", value, path.c_str());
+      return kExitOk;
+    }
+    const char* why = "unknown answer";
+    int code = kExitFailure;
+    switch (value) {
+      case kReloadInvalidConfig:
+        why = "the supervisor found the file invalid (it changed after this check?)";
+        code = kExitConfig;
+        break;
+      case kReloadCannotListen: why = "a new listen address could not be bound"; break;
+      case kReloadBootFailed: why = "the new workers did not boot; the previous ones keep serving"; break;
+      case kReloadStopping: why = "rot13d is stopping"; break;
+    }
+    std::fprintf(stderr, "rot13d: reload failed: %s (its log has the details)\n", why);
+    return code;
+  }
+  std::fprintf(stderr, "rot13d: no answer from pid %d within %d s; is it rot13d?\n", pid, kReloadWaitSeconds);
+  return kExitFailure;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -61,6 +152,7 @@ int main(int argc, char** argv) {
   supervisor::Options options;
   options.config_path = kDefaultConfigPath;
   bool check = false;
+  std::string reload_pid;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -71,6 +163,12 @@ int main(int argc, char** argv) {
       return kExitOk;
     } else if (arg == "-t" || arg == "--check-config") {
       check = true;
+    } else if (arg == "-r" || arg == "--reload") {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "rot13d: %s needs the supervisor's pid\n%s", argv[i], kUsage);
+        return kExitUsage;
+      }
+      reload_pid = argv[++i];
     } else if (arg == "-c" || arg == "--config") {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "rot13d: %s needs a path\n%s", argv[i], kUsage);
@@ -87,6 +185,7 @@ int main(int argc, char** argv) {
     }
   }
   if (check) return CheckConfig(options.config_path, options.config_path_given);
+  if (!reload_pid.empty()) return RequestReload(reload_pid, options.config_path);
   ConfigureLogging(LogLevel::kInfo, LogTarget::kAuto);
   return supervisor::Run(options);
 }

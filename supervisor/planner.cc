@@ -61,11 +61,58 @@ namespace {
 
 Action Signal(pid_t pid, int sig) { return {.kind = Action::Kind::kSignal, .pid = pid, .signal = sig}; }
 
-bool KillDue(const WorkerRecord& w, TimePoint now) {
-  return w.pid > 0 && w.state == WorkerState::kDraining && !w.kill_sent && now >= w.kill_at;
+// Draining workers are killed at their deadline; so are hung ones, after the grace.
+bool KillPending(const WorkerRecord& w) {
+  return w.pid > 0 && (w.state == WorkerState::kDraining || w.hung) && !w.kill_sent;
+}
+
+bool KillDue(const WorkerRecord& w, TimePoint now) { return KillPending(w) && now >= w.kill_at; }
+
+TimePoint LastSignOfLife(const WorkerRecord& w) { return std::max(w.heartbeat, w.started); }
+
+bool Watched(const WorkerRecord& w) {
+  return w.pid > 0 && w.state == WorkerState::kRunning && !w.hung && w.heartbeat_timeout.count() > 0;
 }
 
 }  // namespace
+
+bool HeartbeatStale(const WorkerRecord& w, TimePoint now) {
+  return Watched(w) && now - LastSignOfLife(w) > w.heartbeat_timeout;
+}
+
+bool CrashLoopEngaged(const std::deque<TimePoint>& boot_failures, TimePoint now, int threshold,
+                      milliseconds window) {
+  if (window.count() <= 0 || threshold <= 0) return false;
+  auto recent = std::count_if(boot_failures.begin(), boot_failures.end(),
+                              [&](TimePoint t) { return t <= now && now - t < window; });
+  return recent >= threshold;
+}
+
+bool RepeatFilter::Admit(const std::string& key, TimePoint now) {
+  auto it = entries_.find(key);
+  if (it == entries_.end() || now - it->second.window_start >= window_) {
+    // A new window. A summary of the old one, if any, is Flush's to give.
+    if (it != entries_.end() && it->second.suppressed > 0) return ++it->second.suppressed, false;
+    entries_[key] = Entry{now, 1, 0};
+    return true;
+  }
+  if (it->second.admitted < burst_) return ++it->second.admitted, true;
+  ++it->second.suppressed;
+  return false;
+}
+
+std::vector<RepeatFilter::Summary> RepeatFilter::Flush(TimePoint now) {
+  std::vector<Summary> out;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (now - it->second.window_start < window_) {
+      ++it;
+      continue;
+    }
+    if (it->second.suppressed > 0) out.push_back({it->first, it->second.suppressed});
+    it = entries_.erase(it);
+  }
+  return out;
+}
 
 std::vector<Action> Plan(const SupervisorView& view, TimePoint now) {
   const std::vector<WorkerRecord>& workers = *view.workers;
@@ -95,11 +142,19 @@ std::vector<Action> Plan(const SupervisorView& view, TimePoint now) {
     abandon = !promote && (view.canary_halted || now >= view.canary_deadline);
   }
 
+  std::map<uint64_t, bool> governed_spawned;  // a governed generation forks once per plan at most
   for (const WorkerRecord& w : workers) {
     bool doomed = abandon && w.generation == *view.canary_generation;
     if (w.state == WorkerState::kBackoff && now >= w.restart_at && !doomed) {
-      out.push_back({.kind = Action::Kind::kSpawn, .slot = w.slot, .generation = w.generation});
+      auto governed = view.next_governed_fork.find(w.generation);
+      bool allowed = governed == view.next_governed_fork.end() ||
+                     (now >= governed->second && !governed_spawned[w.generation]);
+      if (allowed) {
+        if (governed != view.next_governed_fork.end()) governed_spawned[w.generation] = true;
+        out.push_back({.kind = Action::Kind::kSpawn, .slot = w.slot, .generation = w.generation});
+      }
     }
+    if (HeartbeatStale(w, now)) out.push_back({.kind = Action::Kind::kAbortHung, .pid = w.pid});
     if (KillDue(w, now)) out.push_back(Signal(w.pid, SIGKILL));
   }
 
@@ -141,11 +196,24 @@ std::optional<TimePoint> NextDeadline(const SupervisorView& view) {
     if (!next || t < *next) next = t;
   };
   for (const WorkerRecord& w : *view.workers) {
-    if (!view.stopping && w.state == WorkerState::kBackoff) consider(w.restart_at);
-    if (w.pid > 0 && w.state == WorkerState::kDraining && !w.kill_sent) consider(w.kill_at);
+    if (!view.stopping && w.state == WorkerState::kBackoff) {
+      TimePoint at = w.restart_at;
+      if (auto g = view.next_governed_fork.find(w.generation); g != view.next_governed_fork.end()) {
+        at = std::max(at, g->second);
+      }
+      consider(at);
+    }
+    if (KillPending(w)) consider(w.kill_at);
+    // Just past the moment the heartbeat would be stale; a fresher one moves it.
+    if (!view.stopping && Watched(w)) consider(LastSignOfLife(w) + w.heartbeat_timeout + milliseconds(1));
   }
   if (!view.stopping && view.canary_generation) consider(view.canary_deadline);
   return next;
+}
+
+bool WatchdogHealthy(const SupervisorView& view, TimePoint now) {
+  return std::none_of(view.workers->begin(), view.workers->end(),
+                      [&](const WorkerRecord& w) { return HeartbeatStale(w, now); });
 }
 
 }  // namespace rot13d::supervisor

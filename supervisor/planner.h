@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +41,10 @@ struct RestartPolicy {
   int max_boot_failures = 5;
   // A new generation must have every worker accepting within this time.
   milliseconds boot_timeout{30000};
+  // A hung worker gets SIGABRT (for its core), then SIGKILL this much later.
+  milliseconds hung_kill_grace{500};
+  // A generation in a crash loop forks at most once per this interval.
+  milliseconds governed_fork_interval{1000};
 };
 
 // 100 ms, 200 ms, 400 ms ... capped: the delay before the n-th consecutive restart (n >= 1).
@@ -65,6 +71,46 @@ struct WorkerRecord {
   TimePoint kill_at{};
   bool kill_sent = false;
   int stats_index = -1;
+  // Liveness: the last heartbeat the worker published (epoch = none yet), and
+  // how old it may get (0 = not checked). `hung` once SIGABRT was sent.
+  TimePoint heartbeat{};
+  milliseconds heartbeat_timeout{0};
+  bool hung = false;
+};
+
+// A running worker whose loop has not turned within its heartbeat_timeout
+// (counted from its start until it publishes a first heartbeat).
+bool HeartbeatStale(const WorkerRecord& worker, TimePoint now);
+
+// The crash-loop governor's trigger: at least `threshold` boot failures within
+// `window` before now (window 0 = never).
+bool CrashLoopEngaged(const std::deque<TimePoint>& boot_failures, TimePoint now, int threshold,
+                      milliseconds window);
+
+// Collapses repeated identical log messages: the first `burst` of a key in a
+// window are logged, the rest are counted and summarized once the window closes.
+class RepeatFilter {
+ public:
+  RepeatFilter(milliseconds window, uint64_t burst) : window_(window), burst_(burst) {}
+  // True: log this message now. False: it was counted for a later summary.
+  bool Admit(const std::string& key, TimePoint now);
+  struct Summary {
+    std::string key;
+    uint64_t suppressed = 0;
+  };
+  // Counts of messages suppressed in windows that have closed; those keys start over.
+  std::vector<Summary> Flush(TimePoint now);
+  milliseconds window() const { return window_; }
+
+ private:
+  struct Entry {
+    TimePoint window_start;
+    uint64_t admitted = 0;
+    uint64_t suppressed = 0;
+  };
+  milliseconds window_;
+  uint64_t burst_;
+  std::map<std::string, Entry> entries_;
 };
 
 // What to do with a worker that just exited.
@@ -93,6 +139,8 @@ struct SupervisorView {
   bool canary_halted = false;
   bool stopping = false;
   bool retired_listeners = false;  // listeners no generation in force or starting uses
+  // Generations under the crash-loop governor: the earliest time of their next fork.
+  std::map<uint64_t, TimePoint> next_governed_fork;
 };
 
 struct Action {
@@ -103,6 +151,7 @@ struct Action {
     kAbandon,        // generation: the canary failed, the serving one stays
     kCloseRetired,   // close listeners no generation uses any more
     kExit,           // exit_code
+    kAbortHung,      // pid: its heartbeat is stale; SIGABRT now, SIGKILL after the grace
   };
   Kind kind;
   int slot = 0;
@@ -120,5 +169,8 @@ std::vector<Action> Plan(const SupervisorView& view, TimePoint now);
 // The earliest future time at which Plan could return something new without
 // any event arriving (a backoff or kill deadline), if any.
 std::optional<TimePoint> NextDeadline(const SupervisorView& view);
+
+// WATCHDOG=1 is due only while every live worker is healthy or being replaced.
+bool WatchdogHealthy(const SupervisorView& view, TimePoint now);
 
 }  // namespace rot13d::supervisor

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -28,6 +29,8 @@
 #include "supervisor/listeners.h"
 #include "supervisor/notify.h"
 #include "supervisor/planner.h"
+#include "supervisor/privileges.h"
+#include "supervisor/reload_request.h"
 
 namespace rot13d::supervisor {
 namespace {
@@ -35,6 +38,10 @@ namespace {
 // Room for a serving generation, a canary and draining ones at the maximum size.
 constexpr size_t kStatsSlots = 4 * kMaxWorkers + 64;
 constexpr milliseconds kStatusInterval{1000};
+// Identical worker-death messages: the first few in a window are logged, the
+// rest counted and summarized when it closes (so a crash loop cannot flood the journal).
+constexpr milliseconds kRepeatWindow{10000};
+constexpr uint64_t kRepeatBurst = 5;
 
 enum : uint64_t { kTagSignal = 1, kTagTimer, kTagReady };
 
@@ -81,6 +88,10 @@ class Supervisor {
   void BeginStop(bool immediately);
   void RefreshPhases();
   void HaltGeneration(const WorkerRecord& w, const std::string& last_failure);
+  void RecordBootFailure(uint64_t generation, TimePoint now);
+  void LogRepeatedDeaths(TimePoint now);
+  void AnswerReload(int answer);
+  Status DropPrivileges(const Config& config);
   std::vector<std::string> RetiredListeners() const;
   void ApplyListenerSettings(const Config& config);
 
@@ -88,12 +99,13 @@ class Supervisor {
   void ExecutePlan();
   void Spawn(WorkerRecord& w);
   void SignalWorker(pid_t pid, int sig);
+  void AbortHung(pid_t pid);
   void Promote(uint64_t generation);
   void Abandon(uint64_t generation);
   void CloseRetiredListeners();
   void KillAllAndReap();
 
-  SupervisorView View() const;
+  SupervisorView View(TimePoint now) const;
   WorkerRecord* FindByPid(pid_t pid);
   const Config& ConfigOf(uint64_t generation) const;
   std::vector<std::string> ListenerNamesFor(const Config& config) const;
@@ -132,6 +144,18 @@ class Supervisor {
   uint64_t retired_bytes_ = 0;
   TimePoint last_tick_{};
   TimePoint last_watchdog_{};
+
+  // Crash-loop governor: boot failures and last fork time per generation.
+  std::map<uint64_t, std::deque<TimePoint>> boot_failures_;
+  std::map<uint64_t, TimePoint> last_fork_;
+  std::set<uint64_t> governed_;  // generations whose governor engagement was logged
+  // Worker deaths: repeated identical messages are counted, not logged each time.
+  RepeatFilter deaths_{kRepeatWindow, kRepeatBurst};
+  std::map<std::string, std::pair<LogLevel, std::string>> death_summaries_;
+  // Requesters of `rot13d --reload` (pids): for the reload in progress, and for the next.
+  std::vector<pid_t> reload_answer_to_;
+  std::vector<pid_t> reload_next_answer_to_;
+  std::optional<Identity> identity_;  // who we became after binding, when started as root
 };
 
 Status Supervisor::SetUp() {
@@ -210,6 +234,8 @@ Status Supervisor::OpenListeners(const Config& config) {
     }
     return OkStatus();
   }
+  auto owner = ResolveSocketOwner(config.socket_user, config.socket_group);
+  if (!owner) return Err() << "unix socket owner: " << owner.error().ToString();
   std::vector<std::string> added;
   for (const ListenAddress& a : config.listen) {
     std::string name = a.ToString();
@@ -219,6 +245,12 @@ Status Supervisor::OpenListeners(const Config& config) {
     if (!bound) {
       for (const std::string& n : added) listeners_.erase(n);
       return bound.error();
+    }
+    if (a.kind == ListenAddress::Kind::kUnix && !owner->unchanged() &&
+        chown(a.path.c_str(), owner->uid, owner->gid) != 0) {
+      Error e = ErrnoErr() << "chown " << a.path;
+      for (const std::string& n : added) listeners_.erase(n);
+      return e;
     }
     Log(LogLevel::kInfo, "listening on " + bound->Describe());
     listeners_.emplace(name, std::move(*bound));
@@ -253,8 +285,16 @@ const Config& Supervisor::ConfigOf(uint64_t generation) const {
   return serving_config_;
 }
 
-SupervisorView Supervisor::View() const {
+SupervisorView Supervisor::View(TimePoint now) const {
   SupervisorView v;
+  for (const auto& [generation, failures] : boot_failures_) {
+    const Config& config = ConfigOf(generation);
+    if (CrashLoopEngaged(failures, now, config.crash_loop_failures, config.crash_loop_window)) {
+      auto last = last_fork_.find(generation);
+      v.next_governed_fork[generation] =
+          last == last_fork_.end() ? now : last->second + policy_.governed_fork_interval;
+    }
+  }
   v.workers = &workers_;
   v.serving_generation = serving_generation_;
   v.canary_generation = canary_generation_;
@@ -294,6 +334,7 @@ void Supervisor::Spawn(WorkerRecord& w) {
     // A fork that fails is a boot that fails: same backoff, same give-up.
     std::string error = std::string("fork failed: ") + std::strerror(errno);
     stats.SetPhase(WorkerPhase::kFree);
+    RecordBootFailure(w.generation, Clock::now());
     w.failures += 1;
     w.boot_failures += 1;
     w.restart_at = Clock::now() + BackoffDelay(policy_, w.failures);
@@ -339,6 +380,10 @@ void Supervisor::Spawn(WorkerRecord& w) {
   w.state = WorkerState::kRunning;
   w.booted = false;
   w.started = Clock::now();
+  last_fork_[w.generation] = w.started;
+  w.heartbeat = {};
+  w.heartbeat_timeout = config.heartbeat_timeout;
+  w.hung = false;
   w.kill_sent = false;
   w.stopped_accepting = false;
   w.stats_index = stats_index;
@@ -351,7 +396,12 @@ void Supervisor::Spawn(WorkerRecord& w) {
 void Supervisor::RefreshPhases() {
   for (WorkerRecord& w : workers_) {
     if (w.pid <= 0 || w.stats_index < 0) continue;
-    WorkerPhase phase = stats_->at(static_cast<size_t>(w.stats_index)).Phase();
+    const WorkerStats& stats = stats_->at(static_cast<size_t>(w.stats_index));
+    WorkerPhase phase = stats.Phase();
+    // CLOCK_MONOTONIC nanoseconds; steady_clock is CLOCK_MONOTONIC.
+    if (int64_t ns = stats.heartbeat_ns.load(std::memory_order_relaxed); ns > 0) {
+      w.heartbeat = TimePoint(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+    }
     if (phase == WorkerPhase::kAccepting || phase == WorkerPhase::kDraining) w.booted = true;
     if (phase == WorkerPhase::kDraining) w.stopped_accepting = true;
   }
@@ -429,12 +479,25 @@ void Supervisor::Reap() {
     // is replaced, but it did not fail: a warning, not an error.
     LogLevel level = expected ? (exit.Clean() ? LogLevel::kInfo : LogLevel::kNotice)
                               : (exit.Clean() ? LogLevel::kWarning : LogLevel::kError);
-    if (exit.signal == SIGKILL && !w->kill_sent) what += "; SIGKILL from outside often means the OOM killer";
-    if (!w->booted && !expected) what += " before it was accepting";
+    if (exit.signal == SIGKILL && !w->kill_sent && !w->hung) {
+      what += "; SIGKILL from outside often means the OOM killer";
+    }
+    if (w->hung) what += " after it hung";
+    if (!w->booted && !expected) {
+      what += " before it was accepting";
+      RecordBootFailure(w->generation, Clock::now());
+    }
+    // The same failure again and again (a crash loop) is logged once per window
+    // and then summarized with a count: the pid differs, the story does not.
+    std::string story = "generation " + Num(w->generation) + ": " + exit.Describe() +
+                        (w->hung ? " after it hung" : "") +
+                        (!w->booted && !expected ? " before it was accepting" : "");
+    bool log_it = expected || deaths_.Admit(story, Clock::now());
+    if (!log_it) death_summaries_[story] = {level, story};
     if (d.kind == ExitDecision::Kind::kRespawn) {
       what += "; restarting in " + Num(static_cast<uint64_t>(d.delay.count())) + " ms";
     }
-    Log(level, what,
+    if (log_it) Log(level, what,
         {{"WORKER_PID", Num(static_cast<uint64_t>(pid))}, {"WORKER_SLOT", Num(w->slot)},
          {"GENERATION", Num(w->generation)},
          exit.signal ? LogField{"EXIT_SIGNAL", SignalName(exit.signal)}
@@ -475,6 +538,87 @@ void Supervisor::SignalWorker(pid_t pid, int sig) {
   }
 }
 
+void Supervisor::AbortHung(pid_t pid) {
+  WorkerRecord* w = FindByPid(pid);
+  if (!w) return;
+  auto now = Clock::now();
+  auto silent = std::chrono::duration_cast<milliseconds>(now - std::max(w->heartbeat, w->started));
+  Log(LogLevel::kError, "worker " + Num(static_cast<uint64_t>(pid)) + " (slot " + Num(w->slot) + ", generation " +
+                            Num(w->generation) + ") is hung: no heartbeat for " + Num(static_cast<uint64_t>(silent.count())) +
+                            " ms (heartbeat_timeout " + Num(static_cast<uint64_t>(w->heartbeat_timeout.count())) +
+                            " ms); sending SIGABRT, then SIGKILL in " +
+                            Num(static_cast<uint64_t>(policy_.hung_kill_grace.count())) + " ms",
+      {{"WORKER_PID", Num(static_cast<uint64_t>(pid))}, {"WORKER_SLOT", Num(w->slot)},
+       {"GENERATION", Num(w->generation)}});
+  // SIGCONT too: a stopped worker must run to take the SIGABRT (and dump its core).
+  ::kill(pid, SIGABRT);
+  ::kill(pid, SIGCONT);
+  w->hung = true;
+  w->kill_at = now + policy_.hung_kill_grace;
+}
+
+// Started as root: the sockets are bound, so become `user` before any worker
+// exists. Not root: nothing to drop (systemd's User= or DynamicUser= did it).
+Status Supervisor::DropPrivileges(const Config& config) {
+  if (geteuid() != 0) {
+    if (config.user_set) {
+      Log(LogLevel::kDebug, "'user' is ignored: not started as root");
+    }
+    return OkStatus();
+  }
+  auto id = ResolveIdentity(config.user, config.group);
+  if (!id) return Err() << "cannot drop privileges to user '" << config.user << "': " << id.error().ToString();
+  if (id->uid == 0) {
+    Log(LogLevel::kWarning, "running as root, as configured (user = \"" + config.user + "\")");
+    return OkStatus();
+  }
+  if (Status s = BecomeIdentity(*id); !s) return s.error();
+  identity_ = *id;
+  Log(LogLevel::kInfo, "running as " + id->Describe());
+  return OkStatus();
+}
+
+void Supervisor::LogRepeatedDeaths(TimePoint now) {
+  for (const RepeatFilter::Summary& summary : deaths_.Flush(now)) {
+    auto it = death_summaries_.find(summary.key);
+    if (it == death_summaries_.end()) continue;
+    Log(it->second.first, "worker of " + it->second.second + ": " + Count(summary.suppressed, "more time") +
+                              " within " + Num(static_cast<uint64_t>(kRepeatWindow.count() / 1000)) +
+                              " s (repeated messages suppressed)");
+    death_summaries_.erase(it);
+  }
+}
+
+void Supervisor::RecordBootFailure(uint64_t generation, TimePoint now) {
+  const Config& config = ConfigOf(generation);
+  std::deque<TimePoint>& times = boot_failures_[generation];
+  times.push_back(now);
+  while (!times.empty() && (config.crash_loop_window.count() <= 0 || now - times.front() >= config.crash_loop_window)) {
+    times.pop_front();
+  }
+  if (times.empty()) boot_failures_.erase(generation);
+  if (CrashLoopEngaged(times, now, config.crash_loop_failures, config.crash_loop_window) &&
+      governed_.insert(generation).second) {
+    Log(LogLevel::kWarning, "crash loop: generation " + Num(generation) + " had " +
+                                Count(times.size(), "boot failure") + " within " +
+                                Num(static_cast<uint64_t>(config.crash_loop_window.count())) +
+                                " ms; forking at most one of its workers per second",
+        {{"GENERATION", Num(generation)}});
+  }
+}
+
+void Supervisor::AnswerReload(int answer) {
+  for (pid_t pid : reload_answer_to_) {
+    sigval value{};
+    value.sival_int = answer;
+    if (sigqueue(pid, ReloadAnswerSignal(), value) != 0 && errno != ESRCH) {
+      Log(LogLevel::kWarning, "answering the reload request of pid " + Num(static_cast<uint64_t>(pid)) + ": " +
+                                  std::strerror(errno));
+    }
+  }
+  reload_answer_to_.clear();
+}
+
 void Supervisor::Promote(uint64_t generation) {
   bool first = serving_generation_ == 0;
   serving_config_ = std::move(*canary_config_);
@@ -491,6 +635,8 @@ void Supervisor::Promote(uint64_t generation) {
   }
   std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation != generation && w.pid == 0; });
   for (pid_t pid : old) SignalWorker(pid, SIGTERM);
+  std::erase_if(boot_failures_, [&](const auto& e) { return e.first < generation; });
+  std::erase_if(last_fork_, [&](const auto& e) { return e.first < generation; });
 
   if (first) {
     Log(LogLevel::kInfo, "ready: " + Count(canary_size_, "worker") + " of generation " + Num(generation) +
@@ -499,6 +645,7 @@ void Supervisor::Promote(uint64_t generation) {
     last_reload_ = "ok (generation " + Num(generation) + ")";
     Log(LogLevel::kNotice, "reload complete: generation " + Num(generation) + " serving with " +
                                Count(canary_size_, "worker") + "; retiring " + Count(old.size(), "old worker"), {{"GENERATION", Num(generation)}});
+    AnswerReload(static_cast<int>(generation));
   }
   notify_.Ready(StatusLine());
   if (reload_queued_) {
@@ -521,6 +668,8 @@ void Supervisor::Abandon(uint64_t generation) {
   canary_config_.reset();
   canary_generation_.reset();
   canary_failure_.clear();
+  boot_failures_.erase(generation);
+  last_fork_.erase(generation);
   if (serving_generation_ == 0 || halted_.count(serving_generation_)) {
     Log(LogLevel::kError, "workers cannot boot: " + why + "; giving up", {{"GENERATION", Num(generation)}});
     return;
@@ -529,6 +678,7 @@ void Supervisor::Abandon(uint64_t generation) {
   Log(LogLevel::kError, "reload failed: generation " + Num(generation) + " abandoned (" + why +
                             "); generation " + Num(serving_generation_) + " keeps serving",
       {{"GENERATION", Num(generation)}});
+  AnswerReload(kReloadBootFailed);
   notify_.Ready(StatusLine());
   if (reload_queued_) {
     reload_queued_ = false;
@@ -560,7 +710,8 @@ void Supervisor::ExecutePlan() {
   // Each action changes the table, so re-planning converges.
   for (int rounds = 0; rounds < 16 && !exit_code_; ++rounds) {
     RefreshPhases();
-    std::vector<Action> actions = Plan(View(), Clock::now());
+    auto now = Clock::now();
+    std::vector<Action> actions = Plan(View(now), now);
     if (actions.empty()) return;
     for (const Action& a : actions) {
       switch (a.kind) {
@@ -573,6 +724,7 @@ void Supervisor::ExecutePlan() {
           }
           break;
         case Action::Kind::kSignal: SignalWorker(a.pid, a.signal); break;
+        case Action::Kind::kAbortHung: AbortHung(a.pid); break;
         case Action::Kind::kPromote: Promote(a.generation); break;
         case Action::Kind::kAbandon: Abandon(a.generation); break;
         case Action::Kind::kCloseRetired: CloseRetiredListeners(); break;
@@ -591,6 +743,9 @@ void Supervisor::Reload() {
     reload_queued_ = true;  // one generation proves itself at a time
     return;
   }
+  // Whoever asked for this reload (or while the last one was in progress) gets its answer.
+  reload_answer_to_.insert(reload_answer_to_.end(), reload_next_answer_to_.begin(), reload_next_answer_to_.end());
+  reload_next_answer_to_.clear();
   notify_.Reloading();
   Log(LogLevel::kInfo, "reloading configuration from " + options_.config_path,
       {{"CONFIG_FILE", options_.config_path}});
@@ -600,6 +755,7 @@ void Supervisor::Reload() {
                               Num(serving_generation_) + " and its configuration",
         {{"CONFIG_FILE", options_.config_path}});
     notify_.Ready(StatusLine());
+    AnswerReload(kReloadInvalidConfig);
     return;
   }
   if (Status s = OpenListeners(*config); !s) {
@@ -607,7 +763,11 @@ void Supervisor::Reload() {
     Log(LogLevel::kError, "reload failed: " + s.error().ToString() + "; keeping generation " +
                               Num(serving_generation_));
     notify_.Ready(StatusLine());
+    AnswerReload(kReloadCannotListen);
     return;
+  }
+  if (identity_ && (config->user != identity_->user || (!config->group.empty() && config->group != identity_->group))) {
+    Log(LogLevel::kWarning, "'user'/'group' changes need a restart; still running as " + identity_->Describe());
   }
   StartGeneration(*config);
 }
@@ -619,6 +779,9 @@ void Supervisor::BeginStop(bool immediately) {
   }
   stopping_ = true;
   reload_queued_ = false;
+  reload_answer_to_.insert(reload_answer_to_.end(), reload_next_answer_to_.begin(), reload_next_answer_to_.end());
+  reload_next_answer_to_.clear();
+  AnswerReload(kReloadStopping);
   // Refuse new clients now instead of letting the kernel queue connections
   // that nobody will accept. Sockets from systemd stay: it keeps their queue
   // for the next start.
@@ -635,7 +798,17 @@ void Supervisor::OnSignals() {
   while (read(signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
     switch (si.ssi_signo) {
       case SIGCHLD: Reap(); break;
-      case SIGHUP: Reload(); break;
+      case SIGHUP:
+        if (si.ssi_code == SI_QUEUE && si.ssi_int == kReloadRequest) {
+          reload_next_answer_to_.push_back(static_cast<pid_t>(si.ssi_pid));
+        }
+        Reload();
+        if (stopping_) {
+          reload_answer_to_ = std::move(reload_next_answer_to_);
+          reload_next_answer_to_.clear();
+          AnswerReload(kReloadStopping);
+        }
+        break;
       case SIGTERM:
       case SIGINT: BeginStop(false); break;
       case SIGQUIT: BeginStop(true); break;
@@ -672,9 +845,11 @@ void Supervisor::Tick() {
   if (now - last_tick_ >= kStatusInterval) {
     last_tick_ = now;
     notify_.Status(StatusLine());
+    LogRepeatedDeaths(now);
   }
   auto wd = notify_.watchdog_interval();
-  if (wd.count() > 0 && now - last_watchdog_ >= wd / 2) {
+  // Sent from the loop itself, and only while no worker is hung unnoticed.
+  if (wd.count() > 0 && now - last_watchdog_ >= wd / 2 && WatchdogHealthy(View(now), now)) {
     last_watchdog_ = now;
     notify_.Watchdog();  // sent from the loop itself: it proves the loop turns
   }
@@ -686,7 +861,7 @@ void Supervisor::ArmTimer() {
   if (auto wd = notify_.watchdog_interval(); wd.count() > 0) {
     next = std::min(next, last_watchdog_ + std::chrono::duration_cast<Clock::duration>(wd / 2));
   }
-  if (auto d = NextDeadline(View())) next = std::min(next, *d);
+  if (auto d = NextDeadline(View(now))) next = std::min(next, *d);
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(next - now).count();
   if (ns < 1) ns = 1;  // zero would disarm the timer
   itimerspec spec{};
@@ -724,6 +899,10 @@ int Supervisor::Run() {
     Log(LogLevel::kError, "cannot listen: " + s.error().ToString());
     return kExitFailure;
   }
+  if (Status s = DropPrivileges(*config); !s) {
+    Log(LogLevel::kError, "not starting: " + s.error().ToString());
+    return kExitConfig;
+  }
   StartGeneration(*config);
 
   constexpr int kMaxEvents = 8;
@@ -748,6 +927,7 @@ int Supervisor::Run() {
       }
     }
   }
+  LogRepeatedDeaths(Clock::now() + kRepeatWindow);  // the counts not told yet
   if (*exit_code_ == kExitOk) Log(LogLevel::kNotice, "stopped");
   listeners_.clear();  // closes sockets and removes the socket files we created
   return *exit_code_;

@@ -58,7 +58,7 @@ TEST_F(BootFailureTest, ReloadWhoseWorkersCannotBootKeepsTheOldGenerationServing
   std::string added_path = dir_.File("added.sock");
   BreakBoot();
   dir_.Write("rot13d.toml", "listen = [\"" + address() + "\", \"unix:" + added_path +
-                                "\"]\nlog_target = \"stderr\"\nworkers = 3\n");
+                                "\"]\nlog_target = \"stderr\"\nworkers = 3\nuser = \"root\"\n");
   daemon_->Signal(SIGHUP);
   ASSERT_TRUE(daemon_->WaitForLog("listening on unix:" + added_path)) << daemon_->Log();
   ASSERT_TRUE(daemon_->WaitForLog("reload failed: generation 2 abandoned", 10s)) << daemon_->Log();

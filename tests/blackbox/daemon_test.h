@@ -17,9 +17,13 @@ class DaemonTest : public ::testing::Test {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
 
   // rot13d.toml: line 1 listen, line 2 log_target, then `extra` from line 3.
+  // The suite runs as root in temp dirs only root may read, so unless `extra`
+  // says otherwise the daemon keeps root (`user = "root"`, after `extra`)
+  // instead of dropping to the default user "nobody".
   std::string WriteConfig(std::string_view extra) {
-    return dir_.Write("rot13d.toml", "listen = [\"" + address() + "\"]\nlog_target = \"stderr\"\n" +
-                                         std::string(extra));
+    std::string text = "listen = [\"" + address() + "\"]\nlog_target = \"stderr\"\n" + std::string(extra);
+    if (text.find("\nuser =") == std::string::npos) text += "\nuser = \"root\"\n";
+    return dir_.Write("rot13d.toml", text);
   }
 
   // Starts rot13d on WriteConfig(extra) and waits until `workers` workers serve.

@@ -181,7 +181,7 @@ TEST_F(LifecycleTest, SigtermKillsStragglersAtShutdownTimeout) {
 TEST_F(LifecycleTest, UnixSocketFileModeReuseAndRemoval) {
   std::string path = dir_.File("rot13d.sock");
   std::string config = dir_.Write("unix.toml", "listen = [\"unix:" + path +
-                                                   "\"]\nlog_target = \"stderr\"\nworkers = 1\nsocket_mode = \"0600\"\n");
+                                                   "\"]\nlog_target = \"stderr\"\nworkers = 1\nsocket_mode = \"0600\"\nuser = \"root\"\n");
   auto first = std::make_unique<Daemon>(dir_, config);
   ASSERT_TRUE(first->WaitReady());
   struct stat st {};

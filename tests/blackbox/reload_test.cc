@@ -91,7 +91,7 @@ TEST_F(ReloadTest, ListenerRemovedAndRestoredWhileOldWorkerDrainsStaysOpen) {
   const std::string both = "workers = 1\nshutdown_timeout = 20\nlisten = [\"" + address() + "\", \"" +
                            unix_address + "\"]\n";
   const std::string tcp_only = "workers = 1\nshutdown_timeout = 20\nlisten = [\"" + address() + "\"]\n";
-  daemon_ = std::make_unique<Daemon>(dir_, dir_.Write("rot13d.toml", "log_target = \"stderr\"\n" + both));
+  daemon_ = std::make_unique<Daemon>(dir_, dir_.Write("rot13d.toml", "log_target = \"stderr\"\nuser = \"root\"\n" + both));
   ASSERT_TRUE(daemon_->WaitReady());
   ASSERT_TRUE(daemon_->WaitForWorkerCount(1));
   pid_t first_worker = daemon_->Workers().at(0);
@@ -99,10 +99,10 @@ TEST_F(ReloadTest, ListenerRemovedAndRestoredWhileOldWorkerDrainsStaysOpen) {
   ASSERT_TRUE(held.connected()) << held.error();
   ASSERT_EQ(held.RoundTrip("held"), "uryq");
 
-  dir_.Write("rot13d.toml", "log_target = \"stderr\"\n" + tcp_only);
+  dir_.Write("rot13d.toml", "log_target = \"stderr\"\nuser = \"root\"\n" + tcp_only);
   daemon_->Signal(SIGHUP);
   ASSERT_TRUE(daemon_->WaitForLog("reload complete: generation 2"));
-  dir_.Write("rot13d.toml", "log_target = \"stderr\"\n" + both);
+  dir_.Write("rot13d.toml", "log_target = \"stderr\"\nuser = \"root\"\n" + both);
   daemon_->Signal(SIGHUP);
   ASSERT_TRUE(daemon_->WaitForLog("reload complete: generation 3"));
   EXPECT_EQ(FreshRoundTrip("Hello", unix_address), "Uryyb");

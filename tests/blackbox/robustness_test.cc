@@ -64,7 +64,7 @@ TEST_F(RobustnessTest, RemovedAddressIsRefusedPromptlyWhileItsConnectionsFinish)
   std::string other = "127.0.0.1:" + std::to_string(other_port);
   auto config_with = [&](bool both) {
     std::string listen = "listen = [\"" + address() + "\"" + (both ? ", \"" + other + "\"" : "") + "]\n";
-    return dir_.Write("rot13d.toml", listen + "log_target = \"stderr\"\nworkers = 1\nshutdown_timeout = 20\n");
+    return dir_.Write("rot13d.toml", listen + "log_target = \"stderr\"\nworkers = 1\nshutdown_timeout = 20\nuser = \"root\"\n");
   };
   daemon_ = std::make_unique<Daemon>(dir_, config_with(true));
   ASSERT_TRUE(daemon_->WaitReady());

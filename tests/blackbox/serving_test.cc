@@ -20,7 +20,7 @@ TEST_F(ServingTest, RoundTripOverIpv4Ipv6AndUnix) {
   std::string v6 = "[::1]:" + std::to_string(port6);
   daemon_ = std::make_unique<Daemon>(
       dir_, dir_.Write("rot13d.toml", "listen = [\"" + address() + "\", \"" + v6 + "\", \"unix:" + unix_path +
-                                          "\"]\nlog_target = \"stderr\"\nworkers = 1\n"));
+                                          "\"]\nlog_target = \"stderr\"\nworkers = 1\nuser = \"root\"\n"));
   ASSERT_TRUE(daemon_->WaitReady());
 
   for (const std::string& where : {address(), v6, "unix:" + unix_path}) {

@@ -57,6 +57,14 @@ void ExpectSameConfig(const Config& got, const Config& want) {
   EXPECT_EQ(got.log_level, want.log_level);
   EXPECT_EQ(got.log_target, want.log_target);
   EXPECT_EQ(got.socket_mode, want.socket_mode);
+  EXPECT_EQ(got.socket_user, want.socket_user);
+  EXPECT_EQ(got.socket_group, want.socket_group);
+  EXPECT_EQ(got.heartbeat_timeout.count(), want.heartbeat_timeout.count());
+  EXPECT_EQ(got.crash_loop_failures, want.crash_loop_failures);
+  EXPECT_EQ(got.crash_loop_window.count(), want.crash_loop_window.count());
+  EXPECT_EQ(got.user, want.user);
+  EXPECT_EQ(got.user_set, want.user_set);
+  EXPECT_EQ(got.group, want.group);
 }
 
 ListenAddress Ipv4(const char* host, uint16_t port) {
@@ -83,6 +91,14 @@ TEST(ParseConfig, EmptyTextGivesTheDocumentedDefaults) {
   EXPECT_EQ(c.log_level, LogLevel::kInfo);
   EXPECT_EQ(c.log_target, LogTarget::kAuto);
   EXPECT_EQ(c.socket_mode, 0666u);
+  EXPECT_EQ(c.socket_user, "");
+  EXPECT_EQ(c.socket_group, "");
+  EXPECT_EQ(c.heartbeat_timeout, milliseconds(10000));
+  EXPECT_EQ(c.crash_loop_failures, 3);
+  EXPECT_EQ(c.crash_loop_window, milliseconds(10000));
+  EXPECT_EQ(c.user, "nobody");
+  EXPECT_FALSE(c.user_set);
+  EXPECT_EQ(c.group, "");
 }
 
 TEST(ParseConfig, CommentsAndBlankLinesOnlyGiveDefaults) {
@@ -190,8 +206,23 @@ shutdown_timeout = 4
 log_level = "debug"
 log_target = "stderr"
 socket_mode = "0600"
+socket_user = "www-data"
+socket_group = "adm"
+heartbeat_timeout = 2.5
+crash_loop_failures = 7
+crash_loop_window = 30
+user = "rot13d"
+group = "1234"
 )");
   Config want = Config::Defaults();
+  want.socket_user = "www-data";
+  want.socket_group = "adm";
+  want.heartbeat_timeout = milliseconds(2500);
+  want.crash_loop_failures = 7;
+  want.crash_loop_window = milliseconds(30000);
+  want.user = "rot13d";
+  want.user_set = true;
+  want.group = "1234";
   want.listen = {Ipv4("127.0.0.1", 1), *ParseListenAddress("[::1]:2")};
   want.listen_set = true;
   want.backlog = 128;
@@ -206,7 +237,27 @@ socket_mode = "0600"
   ExpectSameConfig(c, want);
 }
 
+TEST(ParseConfig, ZeroHeartbeatTimeoutAndWindowMeanOff) {
+  Config c = Valid("heartbeat_timeout = 0\ncrash_loop_window = 0\n");
+  EXPECT_EQ(c.heartbeat_timeout, milliseconds(0));
+  EXPECT_EQ(c.crash_loop_window, milliseconds(0));
+}
+
 // ---- Each kind of error, with its position -----------------------------------
+
+TEST(ParseConfig, BadUserGroupAndGovernorValues) {
+  ConfigLoad load = ParseConfig("user = \"\"\ngroup = \"a b\"\nsocket_user = 5\ncrash_loop_failures = 0\n"
+                                "heartbeat_timeout = -1\nsocket_group = \"x:y\"\n",
+                                "f.toml");
+  ASSERT_EQ(load.errors.size(), 6u);
+  EXPECT_EQ(load.errors[0].ToString(),
+            "f.toml:1:8: 'user': expected a user or group name or a numeric id, got \"\"");
+  EXPECT_EQ(load.errors[1].line, 2);
+  EXPECT_NE(load.errors[2].message.find("'socket_user': expected a string"), std::string::npos);
+  EXPECT_NE(load.errors[3].message.find("'crash_loop_failures': 0 is out of range (1..1000)"), std::string::npos);
+  EXPECT_NE(load.errors[4].message.find("'heartbeat_timeout'"), std::string::npos);
+  EXPECT_EQ(load.errors[5].line, 6);
+}
 
 TEST(ParseConfig, WrongTypeIsReportedAtTheValue) {
   EXPECT_EQ(Errors("\n  workers = 1.5\n"), Strings{"2:13: 'workers': expected an integer, got floating-point"});
@@ -429,6 +480,7 @@ TEST(LoadConfigFile, ShippedExampleIsValidAndShowsTheDefaults) {
   ASSERT_TRUE(load.config.has_value());
   Config want = Config::Defaults();
   want.listen_set = true;  // the example names listen explicitly
+  want.user_set = true;    // and user
   ExpectSameConfig(*load.config, want);
 }
 
@@ -445,7 +497,14 @@ TEST(FormatConfig, DefaultsText) {
             "shutdown_timeout = 30\n"
             "log_level = \"info\"\n"
             "log_target = \"auto\"\n"
-            "socket_mode = \"0666\"\n");
+            "socket_mode = \"0666\"\n"
+            "socket_user = \"\"\n"
+            "socket_group = \"\"\n"
+            "heartbeat_timeout = 10\n"
+            "crash_loop_failures = 3\n"
+            "crash_loop_window = 10\n"
+            "user = \"nobody\"\n"
+            "group = \"\"\n");
 }
 
 void ExpectRoundTrip(const Config& c) {
@@ -455,6 +514,7 @@ void ExpectRoundTrip(const Config& c) {
   ASSERT_TRUE(load.config.has_value());
   Config want = c;
   want.listen_set = true;  // FormatConfig always writes listen
+  want.user_set = true;    // and user
   SCOPED_TRACE(text);
   ExpectSameConfig(*load.config, want);
 }
@@ -474,6 +534,13 @@ TEST(FormatConfig, RoundTripsEveryKey) {
   c.log_level = LogLevel::kWarning;
   c.log_target = LogTarget::kJournal;
   c.socket_mode = 0600;
+  c.socket_user = "1000";
+  c.socket_group = "www-data";
+  c.heartbeat_timeout = milliseconds(1);
+  c.crash_loop_failures = 1000;
+  c.crash_loop_window = milliseconds(3600000);
+  c.user = "root";
+  c.group = "wheel";
   ExpectRoundTrip(c);
 
   c.idle_timeout = milliseconds(0);

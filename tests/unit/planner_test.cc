@@ -22,7 +22,7 @@ namespace rot13d::supervisor {
 // gtest prints Actions as bytes otherwise. Found by ADL, so it lives in Action's namespace.
 void PrintTo(const Action& a, std::ostream* os);
 void PrintTo(const Action& a, std::ostream* os) {
-  static const char* names[] = {"Spawn", "Signal", "Promote", "Abandon", "CloseRetired", "Exit"};
+  static const char* names[] = {"Spawn", "Signal", "Promote", "Abandon", "CloseRetired", "Exit", "AbortHung"};
   *os << names[static_cast<int>(a.kind)] << "{slot=" << a.slot << " gen=" << a.generation << " pid=" << a.pid
       << " sig=" << a.signal << " code=" << a.exit_code << "}";
 }
@@ -355,6 +355,7 @@ Action Promote(uint64_t generation) { return {.kind = Kind::kPromote, .generatio
 Action Abandon(uint64_t generation) { return {.kind = Kind::kAbandon, .generation = generation}; }
 Action CloseRetired() { return {.kind = Kind::kCloseRetired}; }
 Action Exit(int code) { return {.kind = Kind::kExit, .exit_code = code}; }
+Action AbortHung(pid_t pid) { return {.kind = Kind::kAbortHung, .pid = pid}; }
 
 using Actions = std::vector<Action>;
 
@@ -640,4 +641,140 @@ TEST(Plan, DrivenFirstBootConverges) {
 }
 
 }  // namespace
+
+// ---- Hung workers ----------------------------------------------------------------
+
+WorkerRecord Watched(int slot, pid_t pid, TimePoint heartbeat, milliseconds timeout = seconds(10)) {
+  WorkerRecord w = Running(slot, 1, pid);
+  w.heartbeat = heartbeat;
+  w.heartbeat_timeout = timeout;
+  return w;
+}
+
+TEST(HeartbeatStale, OnlyPastTheTimeoutAndOnlyWhenWatched) {
+  WorkerRecord w = Watched(0, 10, kT0);
+  EXPECT_FALSE(HeartbeatStale(w, kT0 + seconds(10)));  // exactly at the limit: not yet
+  EXPECT_TRUE(HeartbeatStale(w, kT0 + seconds(10) + milliseconds(1)));
+  w.heartbeat_timeout = milliseconds(0);  // off
+  EXPECT_FALSE(HeartbeatStale(w, kT0 + hours(1)));
+  w = Watched(0, 10, kT0);
+  w.hung = true;  // already being replaced
+  EXPECT_FALSE(HeartbeatStale(w, kT0 + hours(1)));
+  w = Watched(0, 10, kT0);
+  w.state = WorkerState::kDraining;  // draining has its own deadline
+  EXPECT_FALSE(HeartbeatStale(w, kT0 + hours(1)));
+}
+
+TEST(HeartbeatStale, CountsFromStartUntilTheFirstHeartbeat) {
+  WorkerRecord w = Watched(0, 10, TimePoint{});
+  w.started = kT0;
+  EXPECT_FALSE(HeartbeatStale(w, kT0 + seconds(9)));
+  EXPECT_TRUE(HeartbeatStale(w, kT0 + seconds(11)));
+}
+
+TEST(Plan, AbortsAHungWorkerOnceThenKillsItAfterTheGrace) {
+  std::vector<WorkerRecord> workers = {Watched(0, 10, kT0), Watched(1, 11, kT0 + seconds(5))};
+  SupervisorView v = Serving(&workers, 1);
+  TimePoint now = kT0 + seconds(11);
+  EXPECT_EQ(Plan(v, now), (Actions{AbortHung(10)}));
+  // What the executor does for kAbortHung:
+  workers[0].hung = true;
+  workers[0].kill_at = now + milliseconds(500);
+  EXPECT_EQ(Plan(v, now), Actions{});
+  EXPECT_EQ(NextDeadline(v), workers[0].kill_at);
+  EXPECT_EQ(Plan(v, now + milliseconds(500)), (Actions{Sig(10, SIGKILL)}));
+}
+
+TEST(NextDeadline, IncludesTheHeartbeatDeadline) {
+  std::vector<WorkerRecord> workers = {Watched(0, 10, kT0, seconds(3))};
+  SupervisorView v = Serving(&workers, 1);
+  auto next = NextDeadline(v);
+  ASSERT_TRUE(next);
+  EXPECT_GT(*next, kT0 + seconds(3));
+  EXPECT_LE(*next, kT0 + seconds(3) + milliseconds(1));
+  EXPECT_FALSE(HeartbeatStale(workers[0], *next - milliseconds(1)));
+  EXPECT_TRUE(HeartbeatStale(workers[0], *next));
+}
+
+TEST(WatchdogHealthy, FalseOnlyWhileAHungWorkerIsUnhandled) {
+  std::vector<WorkerRecord> workers = {Watched(0, 10, kT0), Watched(1, 11, kT0 + seconds(20))};
+  SupervisorView v = Serving(&workers, 1);
+  EXPECT_TRUE(WatchdogHealthy(v, kT0 + seconds(5)));
+  EXPECT_FALSE(WatchdogHealthy(v, kT0 + seconds(11)));
+  workers[0].hung = true;  // SIGABRT sent: being replaced
+  EXPECT_TRUE(WatchdogHealthy(v, kT0 + seconds(11)));
+}
+
+// ---- Crash-loop governor -----------------------------------------------------------
+
+TEST(CrashLoopEngaged, ThresholdWithinTheWindow) {
+  std::deque<TimePoint> failures = {kT0, kT0 + seconds(1)};
+  EXPECT_FALSE(CrashLoopEngaged(failures, kT0 + seconds(2), 3, seconds(10)));
+  failures.push_back(kT0 + seconds(2));
+  EXPECT_TRUE(CrashLoopEngaged(failures, kT0 + seconds(2), 3, seconds(10)));
+  EXPECT_TRUE(CrashLoopEngaged(failures, kT0 + milliseconds(9999), 3, seconds(10)));
+  EXPECT_FALSE(CrashLoopEngaged(failures, kT0 + seconds(10), 3, seconds(10)));  // the first aged out
+  EXPECT_FALSE(CrashLoopEngaged(failures, kT0 + seconds(2), 3, seconds(0)));    // window 0: off
+}
+
+TEST(Plan, GovernedGenerationForksOneWorkerPerPlanAndNotBeforeItsTime) {
+  std::vector<WorkerRecord> workers = {Backoff(0, 1, kT0), Backoff(1, 1, kT0), Backoff(2, 1, kT0)};
+  SupervisorView v = Serving(&workers, 1);
+  EXPECT_EQ(Plan(v, kT0).size(), 3u);  // not governed: all due slots at once
+  v.next_governed_fork[1] = kT0 + seconds(1);
+  EXPECT_EQ(Plan(v, kT0), Actions{});
+  EXPECT_EQ(NextDeadline(v), kT0 + seconds(1));
+  EXPECT_EQ(Plan(v, kT0 + seconds(1)), (Actions{Spawn(0, 1)}));
+}
+
+TEST(Plan, GovernorOfOneGenerationDoesNotSlowAnother) {
+  std::vector<WorkerRecord> workers = {Backoff(0, 1, kT0), Backoff(1, 1, kT0), Backoff(0, 2, kT0),
+                                       Backoff(1, 2, kT0)};
+  SupervisorView v = Serving(&workers, 1);
+  v.canary_generation = 2;
+  v.canary_size = 2;
+  v.canary_deadline = kT0 + seconds(30);
+  v.next_governed_fork[2] = kT0;
+  EXPECT_EQ(Plan(v, kT0), (Actions{Spawn(0, 1), Spawn(1, 1), Spawn(0, 2)}));
+}
+
+// ---- RepeatFilter ------------------------------------------------------------------
+
+TEST(RepeatFilter, FirstOfAWindowIsLoggedTheRestCountedAndSummarized) {
+  RepeatFilter f(seconds(10), 1);
+  EXPECT_TRUE(f.Admit("a", kT0));
+  EXPECT_FALSE(f.Admit("a", kT0 + seconds(1)));
+  EXPECT_FALSE(f.Admit("a", kT0 + seconds(2)));
+  EXPECT_TRUE(f.Admit("b", kT0 + seconds(2)));  // another story is logged at once
+  EXPECT_TRUE(f.Flush(kT0 + seconds(9)).empty());
+  auto summaries = f.Flush(kT0 + seconds(10));
+  ASSERT_EQ(summaries.size(), 1u);  // "b" had nothing suppressed
+  EXPECT_EQ(summaries[0].key, "a");
+  EXPECT_EQ(summaries[0].suppressed, 2u);
+  EXPECT_TRUE(f.Admit("a", kT0 + seconds(11)));  // a new window
+}
+
+TEST(RepeatFilter, BurstIsLoggedBeforeSuppression) {
+  RepeatFilter f(seconds(10), 3);
+  EXPECT_TRUE(f.Admit("a", kT0));
+  EXPECT_TRUE(f.Admit("a", kT0 + seconds(1)));
+  EXPECT_TRUE(f.Admit("a", kT0 + seconds(2)));
+  EXPECT_FALSE(f.Admit("a", kT0 + seconds(3)));
+  auto summaries = f.Flush(kT0 + seconds(10));
+  ASSERT_EQ(summaries.size(), 1u);
+  EXPECT_EQ(summaries[0].suppressed, 1u);
+}
+
+TEST(RepeatFilter, ACrashLoopLogsABoundedNumberOfLinesPerMinute) {
+  RepeatFilter f(seconds(10), 5);
+  int lines = 0;
+  for (int ms = 0; ms < 60000; ms += 100) {  // ten deaths a second for a minute
+    TimePoint now = kT0 + milliseconds(ms);
+    if (f.Admit("same", now)) ++lines;
+    if (ms % 1000 == 0) lines += static_cast<int>(f.Flush(now).size());
+  }
+  EXPECT_LE(lines, 36);  // five lines and one summary per window
+  EXPECT_GE(lines, 30);
+}
+
 }  // namespace rot13d::supervisor

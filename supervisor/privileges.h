@@ -1,0 +1,37 @@
+// Dropping root: who the supervisor becomes after binding, and who owns unix sockets.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "common/result.h"
+
+namespace rot13d::supervisor {
+
+struct Identity {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string user;   // as configured (a name, or a numeric id)
+  std::string group;  // the group's name, or its number when it has none
+  std::string Describe() const;  // "nobody (uid 65534), group nogroup (gid 65534)"
+};
+
+// `user` is a name or a numeric uid; `group` a name, a numeric gid, or "" for
+// the user's primary group (a numeric uid without a passwd entry then needs a group).
+Result<Identity> ResolveIdentity(const std::string& user, const std::string& group);
+
+// initgroups (or setgroups for a user without a name), setgid, setuid; then
+// checks that root cannot be regained and re-enables core dumps, which the
+// kernel turns off on a uid change (a hung worker's SIGABRT should leave a core).
+Status BecomeIdentity(const Identity& id);
+
+// Owner and group for unix socket files; -1 leaves that part unchanged.
+struct SocketOwner {
+  uid_t uid = static_cast<uid_t>(-1);
+  gid_t gid = static_cast<gid_t>(-1);
+  bool unchanged() const { return uid == static_cast<uid_t>(-1) && gid == static_cast<gid_t>(-1); }
+};
+Result<SocketOwner> ResolveSocketOwner(const std::string& user, const std::string& group);
+
+}  // namespace rot13d::supervisor
