@@ -88,6 +88,23 @@ int RequestReload(const std::string& pid_text, const std::string& path) {
                  path.c_str());
     return kExitConfig;
   }
+  // The request is a real-time signal, whose default action kills: make sure
+  // the pid is a rot13d (systemd's $MAINPID is; a stale pid file may not be).
+  std::string comm;
+  if (FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/comm").c_str(), "r")) {
+    char buf[64] = {};
+    if (std::fgets(buf, sizeof buf, f)) comm = buf;
+    std::fclose(f);
+  }
+  if (comm.empty()) {
+    std::fprintf(stderr, "rot13d: no process with pid %d\n", pid);
+    return kExitFailure;
+  }
+  if (!comm.starts_with("rot13d") || comm.starts_with("rot13d-worker")) {
+    while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    std::fprintf(stderr, "rot13d: pid %d is not a rot13d supervisor (it is '%s')\n", pid, comm.c_str());
+    return kExitFailure;
+  }
   sigset_t answer;
   sigemptyset(&answer);
   sigaddset(&answer, ReloadAnswerSignal());
@@ -105,7 +122,7 @@ int RequestReload(const std::string& pid_text, const std::string& path) {
   }
   sigval request{};
   request.sival_int = kReloadRequest;
-  if (sigqueue(pid, SIGHUP, request) != 0) {
+  if (sigqueue(pid, ReloadRequestSignal(), request) != 0) {
     std::fprintf(stderr, "rot13d: cannot signal pid %d: %s\n", pid, std::strerror(errno));
     return kExitFailure;
   }

@@ -1,9 +1,11 @@
 // `rot13d --reload PID` and the supervisor: a reload request that gets an answer.
 //
-// The requester sends SIGHUP with sigqueue(2) and kReloadRequest as its value;
-// the supervisor answers that pid with ReloadAnswerSignal() once the reload is
-// settled: a positive value is the generation now serving, a negative one a
-// ReloadFailure. A plain `kill -HUP` reloads the same way, unanswered.
+// The requester sends ReloadRequestSignal() with sigqueue(2) and kReloadRequest
+// as its value (a real-time signal: requests queue, and never merge with a
+// pending SIGHUP); the supervisor reloads as on SIGHUP and answers that pid
+// with ReloadAnswerSignal() once the reload is settled: a positive value is the
+// generation now serving, a negative one a ReloadFailure. A plain `kill -HUP`
+// reloads the same way, unanswered.
 #pragma once
 
 #include <csignal>
@@ -19,6 +21,7 @@ enum ReloadFailure : int {
   kReloadStopping = -4,       // the supervisor is stopping
 };
 
+inline int ReloadRequestSignal() { return SIGRTMIN + 1; }
 inline int ReloadAnswerSignal() { return SIGRTMIN + 2; }
 
 }  // namespace rot13d

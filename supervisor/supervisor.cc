@@ -162,7 +162,9 @@ Status Supervisor::SetUp() {
   self_ = getpid();
   sigset_t mask;
   sigemptyset(&mask);
-  for (int s : {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2}) sigaddset(&mask, s);
+  for (int s : {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, ReloadRequestSignal()}) {
+    sigaddset(&mask, s);
+  }
   // A log line to a stderr pipe whose reader left must not kill the service.
   signal(SIGPIPE, SIG_IGN);
   // Blocked before the first fork, read synchronously from a signalfd: no handlers.
@@ -444,7 +446,9 @@ void Supervisor::ApplyListenerSettings(const Config& config) {
     if (Status s = SetBacklog(it->second.fd(), config.backlog); !s) {
       Log(LogLevel::kWarning, "changing the backlog of " + it->first + ": " + s.error().ToString());
     }
-    if (a.kind == ListenAddress::Kind::kUnix && chmod(a.path.c_str(), config.socket_mode) != 0) {
+    struct stat st {};
+    if (a.kind == ListenAddress::Kind::kUnix && stat(a.path.c_str(), &st) == 0 &&
+        (st.st_mode & 07777) != config.socket_mode && chmod(a.path.c_str(), config.socket_mode) != 0) {
       Log(LogLevel::kWarning, "chmod " + a.path + ": " + std::strerror(errno));
     }
   }
@@ -796,12 +800,15 @@ void Supervisor::BeginStop(bool immediately) {
 void Supervisor::OnSignals() {
   signalfd_siginfo si{};
   while (read(signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+    // A real-time signal, so requests queue instead of merging with a pending SIGHUP.
+    if (static_cast<int>(si.ssi_signo) == ReloadRequestSignal()) {
+      if (si.ssi_code != SI_QUEUE || si.ssi_int != kReloadRequest) continue;
+      reload_next_answer_to_.push_back(static_cast<pid_t>(si.ssi_pid));
+      si.ssi_signo = SIGHUP;
+    }
     switch (si.ssi_signo) {
       case SIGCHLD: Reap(); break;
       case SIGHUP:
-        if (si.ssi_code == SI_QUEUE && si.ssi_int == kReloadRequest) {
-          reload_next_answer_to_.push_back(static_cast<pid_t>(si.ssi_pid));
-        }
         Reload();
         if (stopping_) {
           reload_answer_to_ = std::move(reload_next_answer_to_);

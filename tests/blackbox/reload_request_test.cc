@@ -72,7 +72,28 @@ TEST_F(ReloadRequestTest, BadPidsAreUsageErrorsOrFailures) {
   // A pid that cannot exist (above pid_max's ceiling).
   RunResult r = RunToCompletion({DaemonPath(), "-c", config, "--reload", "2147483647"});
   EXPECT_EQ(r.exit_code, kExitFailure);
-  EXPECT_NE(r.err.find("cannot signal pid 2147483647"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no process with pid 2147483647"), std::string::npos) << r.err;
+  // A live process that is not rot13d is left alone (the request signal would kill it).
+  r = RunToCompletion({DaemonPath(), "-c", config, "--reload", std::to_string(getpid())});
+  EXPECT_EQ(r.exit_code, kExitFailure);
+  EXPECT_NE(r.err.find("is not a rot13d supervisor"), std::string::npos) << r.err;
+  // Nor is a worker the supervisor.
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 1\n", 1));
+  r = RunToCompletion({DaemonPath(), "-c", config, "--reload", std::to_string(daemon_->Workers().at(0))});
+  EXPECT_EQ(r.exit_code, kExitFailure);
+  EXPECT_NE(r.err.find("is not a rot13d supervisor"), std::string::npos) << r.err;
+}
+
+TEST_F(ReloadRequestTest, RequestsQueueBehindPendingHangupsAndEachGetsItsAnswer) {
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 1\n", 1));
+  std::string config = WriteConfig("workers = 2\n");
+  for (int i = 0; i < 20; ++i) {
+    SCOPED_TRACE(i);
+    daemon_->Signal(SIGHUP);  // a plain reload in flight or pending
+    RunResult r = RequestReload(config, DaemonPath(), 20s);
+    ASSERT_EQ(r.exit_code, kExitOk) << r.err;
+  }
+  EXPECT_EQ(FreshRoundTrip("Hello"), "Uryyb");
 }
 
 }  // namespace
