@@ -185,7 +185,8 @@ void ApplyKey(Validator& check, Config& c, std::string_view key, const toml::nod
     // A name or a numeric id; "" means the default, except for `user`.
     bool empty_ok = key != "user";
     if ((s->empty() && !empty_ok) || s->size() > 64 ||
-        s->find_first_of(" \t\n:/") != std::string::npos) {
+        s->find_first_of(" \t\n:/") != std::string::npos ||
+        std::any_of(s->begin(), s->end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; })) {
       check.Fail(v.source(), Validator::Describe(key) + ": expected a user or group name or a numeric id, got \"" +
                                  *s + "\"");
       return;

@@ -21,11 +21,15 @@ struct alignas(64) WorkerStats {
   std::atomic<uint64_t> connections_total{0};
   std::atomic<uint64_t> bytes_total{0};
   std::atomic<int64_t> heartbeat_ns{0};  // CLOCK_MONOTONIC of the last loop turn
+  // Read by sibling workers to balance accepts (see daemon/worker.h).
+  std::atomic<uint32_t> accepting{0};     // 1 while the worker watches its listeners
+  std::atomic<uint64_t> listener_key{0};  // which listening sockets it serves; 0 = none yet
 
   void SetPhase(WorkerPhase p) { phase.store(static_cast<uint32_t>(p), std::memory_order_release); }
   WorkerPhase Phase() const { return static_cast<WorkerPhase>(phase.load(std::memory_order_acquire)); }
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(sizeof(WorkerStats) == 64, "one cache line per worker");
 
 // Single-writer increment: a plain load and store, no locked instruction.
 template <typename T>

@@ -4,7 +4,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -33,6 +33,26 @@ constexpr int kAcceptBatch = 64;
 constexpr milliseconds kAcceptPauseOnExhaustion{250};
 constexpr milliseconds kMaxTick{1000};
 constexpr std::chrono::seconds kExhaustionLogInterval{10};
+// A worker that stepped back for balance must look again soon: the others
+// fill up meanwhile, and nothing else would wake it. It looks every
+// millisecond while the siblings' total moves (a burst of arrivals), backing
+// off to kBalanceRecheckMax while nothing changes.
+constexpr milliseconds kBalanceRecheckMin{1};
+constexpr milliseconds kBalanceRecheckMax{250};
+// How often the counter table is scanned for siblings (workers come and go
+// with restarts and reloads; the scan reads every slot). Often at first: the
+// workers of a generation boot together and may not have their slots yet when
+// one of them boots, while a burst may already be arriving.
+constexpr milliseconds kPeerScanInterval{100};
+constexpr milliseconds kPeerScanIntervalAtBoot{5};
+constexpr std::chrono::seconds kBootScanPeriod{2};
+// A sibling whose loop has not turned for this long is stuck or stopped: it
+// does not count, so nobody steps back in favour of it. Idle loops turn at
+// least every kMaxTick.
+constexpr std::chrono::seconds kPeerStale{3};
+// Stepping back takes being above the share by max(kMinMargin, share / 32).
+constexpr double kMinMargin = 4;
+constexpr double kMarginFraction = 1.0 / 32;
 
 struct SocketIo {
   int fd;
@@ -68,6 +88,8 @@ class Worker {
   bool UpdateInterest(Connection* c);
   void SetAccepting(bool on);
   void ReconsiderAccepting();
+  bool BalanceAllowsAccepting();
+  void ScanPeers();
   void StartDrain();
   void OnSignal();
   void SweepIdle(Clock::time_point now);
@@ -84,6 +106,17 @@ class Worker {
   Connection* newest_ = nullptr;
   int open_ = 0;
   bool accepting_ = false;  // listeners registered in epoll
+  bool balance_held_ = false;  // not accepting only because siblings have fewer connections
+  uint64_t listener_key_ = 0;
+  std::vector<const WorkerStats*> peers_;  // other slots serving the same listeners
+  std::vector<PeerLoad> peer_loads_;       // reused by each balance decision
+  uint64_t balance_total_ = 0;             // open connections of this worker and its siblings
+  uint64_t balance_total_seen_ = 0;        // ... at the previous loop turn
+  milliseconds balance_recheck_ = kBalanceRecheckMin;
+  Clock::time_point last_peer_scan_{};
+  Clock::time_point booted_{};
+  // Taken once per loop turn, after epoll_wait: the time of every event in it.
+  Clock::time_point now_{};
   bool draining_ = false;
   bool quit_ = false;
   Clock::time_point accept_paused_until_{};
@@ -119,10 +152,27 @@ bool Worker::Boot() {
   ev.events = EPOLLIN;
   ev.data.u64 = kSignalTag;
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev) != 0) return false;
+  // Workers serve the same listeners when they hold the same socket inodes
+  // (shared across fork); the key names that set, so a worker balances only
+  // against siblings that can take the connections it leaves.
+  std::vector<std::pair<uint64_t, uint64_t>> ids;
+  for (const UniqueFd& l : p_.listeners) {
+    struct stat st{};
+    if (fstat(l.get(), &st) == 0) ids.emplace_back(st.st_dev, st.st_ino);
+  }
+  std::sort(ids.begin(), ids.end());
+  uint64_t key = 14695981039346656037ull;  // FNV-1a
+  for (auto [dev, ino] : ids) {
+    for (uint64_t word : {dev, ino}) key = (key ^ word) * 1099511628211ull;
+  }
+  listener_key_ = key == 0 ? 1 : key;
+  p_.stats->listener_key.store(listener_key_, std::memory_order_relaxed);
+  now_ = booted_ = Clock::now();
   SetAccepting(true);
   if (!accepting_) return false;
-  p_.stats->SetPhase(WorkerPhase::kAccepting);
   Heartbeat();
+  p_.stats->SetPhase(WorkerPhase::kAccepting);  // release: the fields above are visible with it
+  ScanPeers();
   WakeSupervisor();
   return true;
 }
@@ -133,10 +183,10 @@ void Worker::WakeSupervisor() {
   if (p_.ready_fd.valid()) (void)!write(p_.ready_fd.get(), &one, sizeof one);
 }
 
+// steady_clock is CLOCK_MONOTONIC, what the supervisor reads the heartbeat as.
 void Worker::Heartbeat() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  p_.stats->heartbeat_ns.store(ts.tv_sec * 1000000000LL + ts.tv_nsec, std::memory_order_relaxed);
+  p_.stats->heartbeat_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now_.time_since_epoch()).count(),
+                               std::memory_order_relaxed);
 }
 
 void Worker::SetAccepting(bool on) {
@@ -158,17 +208,62 @@ void Worker::SetAccepting(bool on) {
     }
   }
   accepting_ = on;
+  p_.stats->accepting.store(on ? 1 : 0, std::memory_order_relaxed);
 }
 
 void Worker::ReconsiderAccepting() {
-  bool want = !draining_ && open_ < p_.max_connections && Clock::now() >= accept_paused_until_;
-  SetAccepting(want);
+  bool want = !draining_ && open_ < p_.max_connections && now_ >= accept_paused_until_;
+  balance_held_ = want && !BalanceAllowsAccepting();
+  SetAccepting(want && !balance_held_);
+}
+
+// Reads the siblings' slots: those accepting on the same listeners whose loop
+// is alive. Slots of draining, booting or free workers do not count.
+bool Worker::BalanceAllowsAccepting() {
+  if (peers_.empty()) return true;
+  peer_loads_.clear();
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now_.time_since_epoch()).count();
+  const int64_t stale_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kPeerStale).count();
+  for (const WorkerStats* s : peers_) {
+    if (s->Phase() != WorkerPhase::kAccepting) continue;
+    if (s->listener_key.load(std::memory_order_relaxed) != listener_key_) continue;
+    if (now_ns - s->heartbeat_ns.load(std::memory_order_relaxed) > stale_ns) continue;
+    peer_loads_.push_back({s->open_connections.load(std::memory_order_relaxed),
+                           s->accepting.load(std::memory_order_relaxed) != 0});
+  }
+  balance_total_ = static_cast<uint64_t>(open_);
+  for (const PeerLoad& p : peer_loads_) balance_total_ += p.open;
+  return BalanceWantsAccepting(static_cast<uint32_t>(open_), accepting_, peer_loads_);
+}
+
+// Booting slots are kept too: siblings of one generation boot together, and a
+// worker that missed them would not balance until the next scan. Each decision
+// filters on phase and key again.
+void Worker::ScanPeers() {
+  last_peer_scan_ = now_;
+  if (!p_.all_stats) return;
+  peers_.clear();
+  for (size_t i = 0; i < p_.all_stats_count; ++i) {
+    const WorkerStats* s = &p_.all_stats[i];
+    if (s == p_.stats) continue;
+    WorkerPhase phase = s->Phase();
+    if (phase == WorkerPhase::kBooting ||
+        (phase == WorkerPhase::kAccepting && s->listener_key.load(std::memory_order_relaxed) == listener_key_)) {
+      peers_.push_back(s);
+    }
+  }
 }
 
 void Worker::Accept(int listener) {
   for (int i = 0; i < kAcceptBatch && accepting_; ++i) {
     if (open_ >= p_.max_connections) {
       // Leave further connections in the backlog for a worker with room.
+      SetAccepting(false);
+      return;
+    }
+    // While draining, this takes what the kernel already queued for us.
+    if (!draining_ && !BalanceAllowsAccepting()) {
+      balance_held_ = true;
       SetAccepting(false);
       return;
     }
@@ -190,7 +285,7 @@ void Worker::Accept(int listener) {
       case ENOBUFS:
       case ENOMEM:
         ReportExhaustion(errno);
-        accept_paused_until_ = Clock::now() + kAcceptPauseOnExhaustion;
+        accept_paused_until_ = now_ + kAcceptPauseOnExhaustion;
         SetAccepting(false);
         return;
       default:
@@ -231,7 +326,7 @@ void Worker::AddConnection(int raw_fd) {
   ++open_;
   p_.stats->open_connections.store(static_cast<uint32_t>(open_), std::memory_order_relaxed);
   Bump(p_.stats->connections_total, uint64_t{1});
-  conn->last_active = Clock::now();
+  conn->last_active = now_;
   conn->prev = newest_;
   if (newest_) newest_->next = conn; else oldest_ = conn;
   newest_ = conn;
@@ -244,7 +339,7 @@ void Worker::Unlink(Connection* c) {
 }
 
 void Worker::Touch(Connection* c) {
-  c->last_active = Clock::now();
+  c->last_active = now_;
   if (newest_ == c) return;
   Unlink(c);
   c->prev = newest_;
@@ -324,6 +419,7 @@ int Worker::NextTimeoutMs(Clock::time_point now) const {
   auto next = now + kMaxTick;
   if (p_.idle_timeout.count() > 0 && oldest_) next = std::min(next, oldest_->last_active + p_.idle_timeout);
   if (!accepting_ && !draining_ && accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
+  if (balance_held_) next = std::min(next, now + balance_recheck_);
   auto ms = std::chrono::duration_cast<milliseconds>(next - now).count() + 1;
   return static_cast<int>(std::max<int64_t>(0, ms));
 }
@@ -339,6 +435,12 @@ int Worker::Run() {
       Log(LogLevel::kError, std::string("epoll_wait: ") + std::strerror(errno));
       return kExitFailure;
     }
+    now_ = Clock::now();
+    // Before the events: a worker woken from a long idle wait by a new
+    // connection decides on a current list of siblings.
+    if (now_ - last_peer_scan_ >= (now_ - booted_ < kBootScanPeriod ? kPeerScanIntervalAtBoot : kPeerScanInterval)) {
+      ScanPeers();
+    }
     for (int i = 0; i < n; ++i) {
       uint64_t tag = events[i].data.u64;
       if (tag == kSignalTag) {
@@ -350,9 +452,15 @@ int Worker::Run() {
         OnConnectionEvent(by_fd_[tag].get(), events[i].events);
       }
     }
-    auto now = Clock::now();
+    auto now = now_;
     SweepIdle(now);
     ReconsiderAccepting();
+    if (balance_held_ && balance_total_ == balance_total_seen_) {
+      balance_recheck_ = std::min(2 * balance_recheck_, kBalanceRecheckMax);
+    } else {
+      balance_recheck_ = kBalanceRecheckMin;
+    }
+    balance_total_seen_ = balance_total_;
     // An exclusive wakeup can land on a worker just as it stops accepting; a
     // cheap non-blocking accept once a second makes sure nothing waits for the
     // next arrival.
@@ -369,6 +477,19 @@ int Worker::Run() {
 }
 
 }  // namespace
+
+bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<const PeerLoad> peers) {
+  uint64_t total = own_open;
+  bool someone_else_accepts = false;
+  for (const PeerLoad& p : peers) {
+    total += p.open;
+    someone_else_accepts = someone_else_accepts || p.accepting;
+  }
+  if (!someone_else_accepts) return true;
+  double share = static_cast<double>(total) / static_cast<double>(peers.size() + 1);
+  if (!accepting_now) return own_open <= share;
+  return own_open <= share + std::max(kMinMargin, share * kMarginFraction);
+}
 
 int RunWorker(WorkerParams params) {
   Worker worker(std::move(params));

@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/stats.h"
@@ -18,9 +20,28 @@ struct WorkerParams {
   int max_connections = 10000;
   std::chrono::milliseconds idle_timeout{0};  // 0 = never
   WorkerStats* stats = nullptr;               // this worker's shared slot
+  // Every slot of the shared counter table (this worker's included), read to
+  // balance accepts across the workers that share its listeners. Null: no
+  // balancing, the kernel's choice stands.
+  const WorkerStats* all_stats = nullptr;
+  size_t all_stats_count = 0;
   BorrowedFd ready_fd;                        // eventfd poked when the worker's phase changes
   pid_t supervisor_pid = 0;
 };
+
+// What a worker sees of a sibling that serves the same listeners.
+struct PeerLoad {
+  uint32_t open = 0;       // open connections
+  bool accepting = false;  // watching the listeners now (so it has room)
+};
+
+// Accept balance, the pure part. The kernel hands each new connection to one
+// waiting worker, in an order that piles them onto one; so a worker above its
+// fair share (the mean over itself and its siblings) by a margin steps back
+// from accepting, and comes back once it is at or below the share again (the
+// gap is the hysteresis that keeps it from flapping). It steps back only while
+// some sibling accepts, so the listeners are never left unwatched.
+bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<const PeerLoad> peers);
 
 // Runs until told to stop (SIGTERM/SIGINT: drain, SIGQUIT: now) or the
 // supervisor is gone. Returns the process exit code. Expects SIGTERM, SIGINT,

@@ -1,0 +1,167 @@
+#include "client/bench_report.h"
+
+#include <cstdarg>
+#include <cstdio>
+
+namespace rot13d::client {
+namespace {
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+__attribute__((format(printf, 1, 2))) std::string Printf(const char* format, ...) {
+  char buf[512];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(buf, sizeof buf, format, args);
+  va_end(args);
+  return buf;
+}
+
+double Rate(double amount, double seconds) { return seconds > 0 ? amount / seconds : 0.0; }
+
+double Micros(uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
+
+bool Timed(Mode mode) { return mode != Mode::kStream; }
+
+const char* ExpectName(Expect expect) { return expect == Expect::kRot13 ? "rot13" : "echo"; }
+
+std::string Plural(uint64_t n, const char* noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
+}  // namespace
+
+std::string JsonString(std::string_view text) {
+  std::string out = "\"";
+  for (char ch : text) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          out += Printf("\\u%04x", c);  // bytes of messages are not always UTF-8: keep JSON valid
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string FormatSummary(const BenchConfig& config, const BenchResult& r) {
+  std::string out = Printf("rot13-bench %s to %s (expect %s): %s", ModeName(config.mode),
+                           config.address.ToString().c_str(), ExpectName(config.expect),
+                           Plural(config.connections, "connection").c_str());
+  if (config.mode == Mode::kStream) {
+    out += Printf(" of %.1f MiB each", static_cast<double>(config.bytes) / kMiB);
+  } else {
+    out += ", " + std::to_string(config.size) + "-byte messages";
+  }
+  out += ", " + Plural(config.threads, "thread") + "\n";
+
+  out += Printf("  time       %.3f s%s\n", r.seconds,
+                r.interrupted ? " (interrupted)" : r.out_of_time ? " (stopped by --max-time)" : "");
+  const double sent_mib = static_cast<double>(r.bytes_sent) / kMiB;
+  const double received_mib = static_cast<double>(r.bytes_received) / kMiB;
+  if (config.mode == Mode::kStream) {
+    out += Printf("  done       %llu of %u connections\n", static_cast<unsigned long long>(r.requests),
+                  config.connections);
+  } else {
+    out += Printf("  %-10s %llu (%.1f/s)\n", config.mode == Mode::kConnect ? "cycles" : "requests",
+                  static_cast<unsigned long long>(r.requests), Rate(static_cast<double>(r.requests), r.seconds));
+    const Histogram& h = r.latency;
+    out += Printf("  latency    p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n",
+                  Micros(h.ValueAtQuantile(0.5)), Micros(h.ValueAtQuantile(0.9)), Micros(h.ValueAtQuantile(0.99)),
+                  Micros(h.ValueAtQuantile(0.999)), Micros(h.max()));
+  }
+  out += Printf("  sent       %.1f MiB (%.1f MiB/s)\n", sent_mib, Rate(sent_mib, r.seconds));
+  out += Printf("  received   %.1f MiB (%.1f MiB/s), every byte checked against %s\n", received_mib,
+                Rate(received_mib, r.seconds), ExpectName(config.expect));
+  if (config.idle > 0) {
+    out += Printf("  idle       %u of %u held open to the end", r.idle_open, config.idle);
+    out += r.idle_dropped ? Printf(", %u dropped by the server\n", r.idle_dropped) : std::string("\n");
+  }
+  uint64_t failed = 0;
+  for (uint64_t f : r.failures) failed += f;
+  if (failed == 0) {
+    out += "  failures   none\n";
+  } else {
+    out += Printf("  failures   %llu: refused %llu, reset %llu, timeout %llu, mismatch %llu, other %llu\n",
+                  static_cast<unsigned long long>(failed),
+                  static_cast<unsigned long long>(r.Failures(FailureKind::kRefused)),
+                  static_cast<unsigned long long>(r.Failures(FailureKind::kReset)),
+                  static_cast<unsigned long long>(r.Failures(FailureKind::kTimeout)),
+                  static_cast<unsigned long long>(r.Failures(FailureKind::kMismatch)),
+                  static_cast<unsigned long long>(r.Failures(FailureKind::kOther)));
+  }
+  if (r.mismatch) out += "  MISMATCH   " + r.mismatch->ToString() + "\n";
+  if (!r.first_error.empty() && r.errors() > 0) out += "  first      " + r.first_error + "\n";
+  int status = r.ExitStatus();
+  out += status == 0 ? "  result     ok\n" : Printf("  result     FAILED (exit status %d)\n", status);
+  return out;
+}
+
+std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit_status) {
+  const Histogram& h = r.latency;
+  const bool timed = Timed(config.mode);
+  const double seconds = r.seconds;
+  std::string out = "{";
+  auto field = [&](const char* name, const std::string& value) {
+    if (out.size() > 1) out += ",";
+    out += JsonString(name) + ":" + value;
+  };
+  auto integer = [](uint64_t v) { return std::to_string(v); };
+  auto number = [](double v) { return Printf("%.3f", v); };
+  // Buckets are about 1% wide: more digits than tenths of a microsecond would be noise.
+  auto micros = [](double v) { return Printf("%.1f", v); };
+
+  field("mode", JsonString(ModeName(config.mode)));
+  field("address", JsonString(config.address.ToString()));
+  field("expect", JsonString(ExpectName(config.expect)));
+  field("connections", integer(config.connections));
+  field("threads", integer(config.threads));
+  field("idle", integer(config.idle));
+  field("bytes_per_connection", integer(config.mode == Mode::kStream ? config.bytes : 0));
+  field("message_size", integer(timed ? config.size : 0));
+  field("duration_s", number(timed ? static_cast<double>(config.duration.count()) / 1e9 : 0.0));
+  field("seconds", number(seconds));
+  field("complete", r.complete() ? "true" : "false");
+  field("bytes", integer(r.bytes_received));
+  field("bytes_sent", integer(r.bytes_sent));
+  field("mib_per_s", number(Rate(static_cast<double>(r.bytes_received) / kMiB, seconds)));
+  field("sent_mib_per_s", number(Rate(static_cast<double>(r.bytes_sent) / kMiB, seconds)));
+  field("requests", integer(r.requests));
+  field("requests_per_s", number(Rate(static_cast<double>(r.requests), seconds)));
+  const bool cycles = config.mode == Mode::kConnect;
+  field("cycles", integer(cycles ? r.requests : 0));
+  field("cycles_per_s", number(cycles ? Rate(static_cast<double>(r.requests), seconds) : 0.0));
+  field("latency_us", "{\"p50\":" + micros(Micros(h.ValueAtQuantile(0.5))) +
+                          ",\"p90\":" + micros(Micros(h.ValueAtQuantile(0.9))) +
+                          ",\"p99\":" + micros(Micros(h.ValueAtQuantile(0.99))) +
+                          ",\"p999\":" + micros(Micros(h.ValueAtQuantile(0.999))) +
+                          ",\"max\":" + micros(Micros(h.max())) + ",\"mean\":" + micros(h.mean() / 1000.0) + "}");
+  field("failures", "{\"refused\":" + integer(r.Failures(FailureKind::kRefused)) +
+                        ",\"reset\":" + integer(r.Failures(FailureKind::kReset)) +
+                        ",\"timeout\":" + integer(r.Failures(FailureKind::kTimeout)) +
+                        ",\"mismatch\":" + integer(r.Failures(FailureKind::kMismatch)) +
+                        ",\"other\":" + integer(r.Failures(FailureKind::kOther)) + "}");
+  field("errors", integer(r.errors()));
+  field("idle_open", integer(r.idle_open));
+  field("idle_dropped", integer(r.idle_dropped));
+  if (r.mismatch) {
+    const MismatchReport& m = *r.mismatch;
+    field("mismatch", "{\"connection\":" + integer(m.connection) + ",\"request\":" + integer(m.request) +
+                          ",\"offset\":" + integer(m.offset) + ",\"expected\":" + std::to_string(m.expected) +
+                          ",\"got\":" + std::to_string(m.got) + "}");
+  } else {
+    field("mismatch", "null");
+  }
+  field("first_error", r.first_error.empty() ? "null" : JsonString(r.first_error));
+  field("exit_status", std::to_string(exit_status));
+  return out + "}\n";
+}
+
+}  // namespace rot13d::client

@@ -1,0 +1,86 @@
+// Where the client tools connect: parsing "[HOST][:PORT]", "[IPv6]:PORT" and "unix:PATH",
+// resolving names, connecting with a deadline, and sorting failures into kinds.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+
+namespace rot13d::client {
+
+inline constexpr uint16_t kDefaultPort = 1067;
+inline constexpr std::string_view kDefaultHost = "localhost";
+
+// What the user typed, before any name is resolved.
+struct Endpoint {
+  enum class Kind { kInet, kUnix };
+  Kind kind = Kind::kInet;
+  std::string host = std::string(kDefaultHost);  // a name or a numeric address, without brackets
+  uint16_t port = kDefaultPort;
+  std::string path;  // kUnix; a leading '@' names the abstract namespace
+
+  // "localhost:1067", "[::1]:1067", "unix:/run/rot13d.sock".
+  std::string ToString() const;
+};
+
+// Parses an address argument. An empty host means localhost and an absent port
+// 1067; an IPv6 address with a port needs brackets, one without may go bare ("::1").
+Result<Endpoint> ParseEndpoint(std::string_view text);
+
+enum class Family { kAny, kIpv4, kIpv6 };
+
+// One concrete address to connect to.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  int family() const { return storage.ss_family; }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  std::string ToString() const;
+};
+
+// The addresses to try, in getaddrinfo's order (one for a Unix endpoint).
+// Failures carry no errno unless the resolver reported a system error.
+Result<std::vector<SocketAddress>> Resolve(const Endpoint& endpoint, Family family = Family::kAny);
+
+// How an operation failed, in the terms both tools report.
+enum class FailureKind { kNone, kRefused, kReset, kTimeout, kMismatch, kOther };
+const char* FailureKindName(FailureKind kind);
+// ECONNREFUSED and ENOENT (no Unix socket there) are refused; ECONNRESET, EPIPE
+// and ECONNABORTED are reset; ETIMEDOUT is a timeout; EBADMSG, which the tools
+// attach to a wrong answer, is a mismatch; anything else is other.
+FailureKind ClassifyErrno(int err);
+// The exit code for a failure of this kind (client/exit_codes.h).
+int ExitCodeFor(FailureKind kind);
+
+// Starts a non-blocking connect: the socket (CLOEXEC, O_NONBLOCK) and whether
+// the connection is already complete (Unix sockets and some loopback cases).
+struct PendingConnect {
+  UniqueFd fd;
+  bool connected = false;
+};
+Result<PendingConnect> StartConnect(const SocketAddress& address);
+// The result of a non-blocking connect once the socket is writable (SO_ERROR).
+int ConnectError(BorrowedFd fd);
+
+// Connects to one address within timeout; the socket stays non-blocking. A
+// timeout is reported with errno ETIMEDOUT.
+Result<UniqueFd> ConnectWithTimeout(const SocketAddress& address, std::chrono::milliseconds timeout);
+
+struct Connection {
+  UniqueFd fd;
+  SocketAddress address;
+};
+// Tries each address in order, each with its own timeout. On failure the
+// error's message() names every attempt with its cause, complete as it is; its
+// errno, that of the last attempt, is for ClassifyErrno.
+Result<Connection> ConnectAny(const std::vector<SocketAddress>& addresses, std::chrono::milliseconds timeout);
+
+}  // namespace rot13d::client

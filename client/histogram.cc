@@ -1,0 +1,52 @@
+#include "client/histogram.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+
+namespace rot13d::client {
+
+int Histogram::BucketOf(uint64_t value) {
+  if (value < (uint64_t{1} << kSubBits)) return static_cast<int>(value);
+  // value >> shift lies in [kHalf, 2 * kHalf): the top kSubBits bits.
+  int shift = std::bit_width(value) - kSubBits;
+  return shift * kHalf + static_cast<int>(value >> shift);
+}
+
+uint64_t Histogram::BucketHighest(int bucket) {
+  if (bucket < (1 << kSubBits)) return static_cast<uint64_t>(bucket);
+  int shift = bucket / kHalf - 1;
+  uint64_t top = static_cast<uint64_t>(bucket - shift * kHalf);
+  return ((top + 1) << shift) - 1;
+}
+
+void Histogram::Record(uint64_t value) {
+  ++counts_[static_cast<size_t>(BucketOf(value))];
+  ++count_;
+  max_ = std::max(max_, value);
+  min_ = std::min(min_, value);
+  sum_ += value;
+}
+
+void Histogram::Merge(const Histogram& other) {
+  for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += other.counts_[i];
+  count_ += other.count_;
+  max_ = std::max(max_, other.max_);
+  min_ = std::min(min_, other.min_);
+  sum_ += other.sum_;
+}
+
+uint64_t Histogram::ValueAtQuantile(double quantile) const {
+  if (count_ == 0) return 0;
+  quantile = std::clamp(quantile, 0.0, 1.0);
+  uint64_t rank = static_cast<uint64_t>(std::ceil(quantile * static_cast<double>(count_)));
+  rank = std::clamp<uint64_t>(rank, 1, count_);
+  uint64_t seen = 0;
+  for (size_t i = 0; i < counts_.size(); ++i) {
+    seen += counts_[i];
+    if (seen >= rank) return std::clamp(BucketHighest(static_cast<int>(i)), min(), max_);
+  }
+  return max_;
+}
+
+}  // namespace rot13d::client

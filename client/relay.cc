@@ -1,0 +1,214 @@
+#include "client/relay.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+namespace rot13d::client {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One direction's buffer: bytes read but not yet written on.
+struct Buffer {
+  explicit Buffer(size_t size) : data(size) {}
+  std::vector<char> data;
+  size_t begin = 0;
+  size_t end = 0;
+
+  bool empty() const { return begin == end; }
+  size_t pending() const { return end - begin; }
+  void Consumed(size_t n) {
+    begin += n;
+    if (begin == end) begin = end = 0;
+  }
+};
+
+bool Retry(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
+
+RelayResult Fail(FailureKind kind, std::string message) {
+  RelayResult r;
+  r.failure = kind;
+  r.message = std::move(message);
+  return r;
+}
+
+RelayResult SocketFailure(const char* what, int err) {
+  FailureKind kind = ClassifyErrno(err);
+  if (kind == FailureKind::kReset) return Fail(kind, "connection reset by the server");
+  return Fail(kind, std::string(what) + ": " + std::strerror(err));
+}
+
+class Relayer {
+ public:
+  Relayer(BorrowedFd socket, const RelayOptions& options)
+      : socket_(socket), options_(options), up_(options.buffer_size), down_(options.buffer_size) {}
+
+  RelayResult Run() {
+    last_activity_ = Clock::now();
+    while (true) {
+      if (input_eof_ && up_.empty() && !write_shut_) {
+        // The server answers what it has and then closes: keep reading until it does.
+        shutdown(socket_.get(), SHUT_WR);
+        write_shut_ = true;
+      }
+      if (socket_eof_ && down_.empty()) return {};
+
+      pollfd fds[3];
+      int n = 0;
+      int in_at = -1, sock_at = -1, out_at = -1;
+      if (!input_eof_ && up_.empty()) {
+        in_at = n;
+        fds[n++] = {options_.input.get(), POLLIN, 0};
+      }
+      short sock_events = static_cast<short>((!socket_eof_ && down_.empty() ? POLLIN : 0) |
+                                             (!up_.empty() ? POLLOUT : 0));
+      if (sock_events != 0) {
+        sock_at = n;
+        fds[n++] = {socket_.get(), sock_events, 0};
+      }
+      if (!down_.empty()) {
+        out_at = n;
+        fds[n++] = {options_.output.get(), POLLOUT, 0};
+      }
+      int ready = poll(fds, static_cast<nfds_t>(n), PollTimeoutMs());
+      if (ready < 0) {
+        if (errno == EINTR) continue;
+        return Fail(FailureKind::kOther, std::string("poll: ") + std::strerror(errno));
+      }
+      if (ready == 0) {
+        if (IdleExpired()) {
+          return Fail(FailureKind::kTimeout, "timed out: nothing sent or received for " +
+                                                 FormatIdle());
+        }
+        continue;
+      }
+      if (in_at >= 0 && fds[in_at].revents != 0) {
+        if (auto r = ReadInput(); r.failure != FailureKind::kNone) return r;
+        if (!up_.empty()) {
+          if (auto r = Send(); r.failure != FailureKind::kNone) return r;
+        }
+      }
+      if (sock_at >= 0 && fds[sock_at].revents != 0) {
+        if (!up_.empty()) {
+          if (auto r = Send(); r.failure != FailureKind::kNone) return r;
+        }
+        if (!socket_eof_ && down_.empty()) {
+          if (auto r = Receive(); r.failure != FailureKind::kNone) return r;
+          if (!down_.empty()) {
+            if (auto r = WriteOutput(); r.failure != FailureKind::kNone || r.output_closed) return r;
+          }
+        }
+      }
+      if (out_at >= 0 && fds[out_at].revents != 0 && !down_.empty()) {
+        if (auto r = WriteOutput(); r.failure != FailureKind::kNone || r.output_closed) return r;
+      }
+    }
+  }
+
+ private:
+  int PollTimeoutMs() const {
+    if (options_.idle_timeout.count() == 0) return -1;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(last_activity_ + options_.idle_timeout - Clock::now());
+    return static_cast<int>(std::clamp<int64_t>(left.count(), 0, 60'000));
+  }
+
+  bool IdleExpired() const {
+    return options_.idle_timeout.count() != 0 && Clock::now() >= last_activity_ + options_.idle_timeout;
+  }
+
+  std::string FormatIdle() const {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g s", static_cast<double>(options_.idle_timeout.count()) / 1e9);
+    return buf;
+  }
+
+  // Standard input may be a terminal, pipe, file or /dev/null; POLLHUP or
+  // POLLNVAL are answered by read(), which then reports EOF or the error.
+  RelayResult ReadInput() {
+    ssize_t n = read(options_.input.get(), up_.data.data(), up_.data.size());
+    if (n > 0) {
+      up_.end = static_cast<size_t>(n);
+    } else if (n == 0) {
+      input_eof_ = true;
+    } else if (errno == EBADF) {
+      input_eof_ = true;  // no standard input at all: nothing to send
+    } else if (!Retry(errno)) {
+      return Fail(FailureKind::kOther, std::string("read standard input: ") + std::strerror(errno));
+    }
+    return {};
+  }
+
+  RelayResult Send() {
+    while (!up_.empty()) {
+      ssize_t n = send(socket_.get(), up_.data.data() + up_.begin, up_.pending(), MSG_NOSIGNAL);
+      if (n > 0) {
+        up_.Consumed(static_cast<size_t>(n));
+        last_activity_ = Clock::now();
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && Retry(errno)) {
+        break;
+      } else {
+        return SocketFailure("send", errno);
+      }
+    }
+    return {};
+  }
+
+  RelayResult Receive() {
+    ssize_t n = recv(socket_.get(), down_.data.data(), down_.data.size(), 0);
+    if (n > 0) {
+      down_.end = static_cast<size_t>(n);
+      last_activity_ = Clock::now();
+    } else if (n == 0) {
+      socket_eof_ = true;
+    } else if (!Retry(errno)) {
+      return SocketFailure("receive", errno);
+    }
+    return {};
+  }
+
+  RelayResult WriteOutput() {
+    while (!down_.empty()) {
+      ssize_t n = write(options_.output.get(), down_.data.data() + down_.begin, down_.pending());
+      if (n > 0) {
+        down_.Consumed(static_cast<size_t>(n));
+        // A slow reader downstream is not an idle connection.
+        last_activity_ = Clock::now();
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && Retry(errno)) {
+        break;  // standard output is non-blocking and full: poll for room
+      } else if (n < 0 && errno == EPIPE) {
+        RelayResult r;
+        r.output_closed = true;
+        return r;
+      } else {
+        return Fail(FailureKind::kOther, std::string("write standard output: ") + std::strerror(errno));
+      }
+    }
+    return {};
+  }
+
+  BorrowedFd socket_;
+  const RelayOptions& options_;
+  Buffer up_;
+  Buffer down_;
+  bool input_eof_ = false;
+  bool socket_eof_ = false;
+  bool write_shut_ = false;
+  Clock::time_point last_activity_;
+};
+
+}  // namespace
+
+RelayResult Relay(BorrowedFd socket, const RelayOptions& options) { return Relayer(socket, options).Run(); }
+
+}  // namespace rot13d::client

@@ -1,0 +1,133 @@
+// rot13: a netcat for the rot13 protocol. Sends standard input, writes the answer to
+// standard output, half-closes at the end of input and exits when the server closes.
+#include <fcntl.h>
+#include <getopt.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "client/args.h"
+#include "client/endpoint.h"
+#include "client/exit_codes.h"
+#include "client/relay.h"
+
+#ifndef ROT13D_VERSION
+#define ROT13D_VERSION "unknown"
+#endif
+
+namespace rot13d::client {
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: rot13 [-4|-6] [--connect-timeout SECONDS] [-w SECONDS] [ADDRESS]\n"
+    "       rot13 --version | --help\n"
+    "\n"
+    "Sends standard input to a rot13 server and writes its answer to standard\n"
+    "output; half-closes at the end of input and exits when the server closes.\n"
+    "\n"
+    "ADDRESS is [HOST][:PORT], [IPv6]:PORT or unix:PATH (default localhost:1067).\n"
+    "\n"
+    "  -4, --ipv4                   use IPv4 addresses of HOST only\n"
+    "  -6, --ipv6                   use IPv6 addresses of HOST only\n"
+    "      --connect-timeout SECS   give up on each address after SECS (default 10)\n"
+    "  -w, --timeout SECS           give up when nothing is sent or received for\n"
+    "                               SECS (default 0: wait forever)\n"
+    "  -h, --help                   print this help\n"
+    "      --version                print the version\n"
+    "\n"
+    "Exit status: 0 ok, 1 other I/O error, 2 usage, 3 bad address or unknown host,\n"
+    "4 connection refused, 5 connection reset, 6 timeout. See rot13(1).\n";
+
+int Usage(const std::string& message) {
+  std::fprintf(stderr, "rot13: %s\nTry 'rot13 --help'.\n", message.c_str());
+  return kExitUsage;
+}
+
+// Descriptors 0-2 closed by the caller would otherwise be taken by the socket,
+// and the relay would then talk to the server as if it were standard input.
+void OpenStandardDescriptors() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      int null_fd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+      if (null_fd >= 0 && null_fd != fd) {
+        dup2(null_fd, fd);
+        close(null_fd);
+      }
+    }
+  }
+}
+
+int Main(int argc, char** argv) {
+  enum { kConnectTimeout = 256, kVersion };
+  static const option kOptions[] = {
+      {"ipv4", no_argument, nullptr, '4'},
+      {"ipv6", no_argument, nullptr, '6'},
+      {"connect-timeout", required_argument, nullptr, kConnectTimeout},
+      {"timeout", required_argument, nullptr, 'w'},
+      {"help", no_argument, nullptr, 'h'},
+      {"version", no_argument, nullptr, kVersion},
+      {nullptr, 0, nullptr, 0},
+  };
+  Family family = Family::kAny;
+  std::chrono::nanoseconds connect_timeout = std::chrono::seconds(10);
+  RelayOptions relay;
+  opterr = 0;  // our own messages, without argv[0]'s directory
+  int c;
+  while ((c = getopt_long(argc, argv, ":46w:h", kOptions, nullptr)) != -1) {
+    switch (c) {
+      case '4': family = Family::kIpv4; break;
+      case '6': family = Family::kIpv6; break;
+      case kConnectTimeout:
+      case 'w': {
+        auto seconds = ParseSeconds(optarg);
+        if (!seconds) return Usage(seconds.error().ToString());
+        if (c == 'w') {
+          relay.idle_timeout = *seconds;
+        } else {
+          connect_timeout = *seconds;
+          if (connect_timeout.count() == 0) return Usage("--connect-timeout must be more than 0");
+        }
+        break;
+      }
+      case 'h': std::fputs(kUsage, stdout); return kExitOk;
+      case kVersion: std::printf("rot13 %s\n", ROT13D_VERSION); return kExitOk;
+      case ':': return Usage(std::string("option '") + argv[optind - 1] + "' needs a value");
+      default: return Usage(std::string("unknown option '") + argv[optind - 1] + "'");
+    }
+  }
+  if (argc - optind > 1) return Usage("more than one address");
+  auto endpoint = ParseEndpoint(optind < argc ? argv[optind] : "");
+  if (!endpoint) {
+    std::fprintf(stderr, "rot13: %s\n", endpoint.error().ToString().c_str());
+    return kExitBadAddress;
+  }
+
+  OpenStandardDescriptors();
+  // A closed standard output must be an EPIPE to handle, not a signal that kills us.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto addresses = Resolve(*endpoint, family);
+  if (!addresses) {
+    std::fprintf(stderr, "rot13: %s\n", addresses.error().ToString().c_str());
+    return kExitBadAddress;
+  }
+  auto connection = ConnectAny(*addresses, std::chrono::ceil<std::chrono::milliseconds>(connect_timeout));
+  if (!connection) {
+    std::fprintf(stderr, "rot13: %s\n", connection.error().message().c_str());
+    return ExitCodeFor(ClassifyErrno(connection.error().errno_value()));
+  }
+  RelayResult result = Relay(connection->fd.borrow(), relay);
+  if (result.failure != FailureKind::kNone) {
+    std::fprintf(stderr, "rot13: %s: %s\n", connection->address.ToString().c_str(), result.message.c_str());
+    return ExitCodeFor(result.failure);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace rot13d::client
+
+int main(int argc, char** argv) { return rot13d::client::Main(argc, argv); }

@@ -1,0 +1,185 @@
+// The client tools' pure parts: address and argument parsing, the latency histogram,
+// the verification pattern and JSON strings.
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <random>
+
+#include "client/args.h"
+#include "client/bench_report.h"
+#include "client/endpoint.h"
+#include "client/histogram.h"
+#include "client/pattern.h"
+#include "common/rot13.h"
+#include "tests/clients/json.h"
+
+namespace rot13d::client {
+namespace {
+
+Endpoint Parsed(std::string_view text) {
+  auto e = ParseEndpoint(text);
+  EXPECT_TRUE(e.ok()) << text << ": " << (e.ok() ? "" : e.error().ToString());
+  return e.ok() ? *e : Endpoint{};
+}
+
+TEST(EndpointTest, HostAndPortDefaultToLocalhost1067) {
+  Endpoint e = Parsed("");
+  EXPECT_EQ(e.host, "localhost");
+  EXPECT_EQ(e.port, 1067);
+  EXPECT_EQ(Parsed(":2000").ToString(), "localhost:2000");
+  EXPECT_EQ(Parsed("example.org").ToString(), "example.org:1067");
+  EXPECT_EQ(Parsed("example.org:7").ToString(), "example.org:7");
+  EXPECT_EQ(Parsed("10.1.2.3:65535").ToString(), "10.1.2.3:65535");
+}
+
+TEST(EndpointTest, Ipv6InBracketsOrBare) {
+  EXPECT_EQ(Parsed("[::1]:2000").ToString(), "[::1]:2000");
+  EXPECT_EQ(Parsed("[::1]").ToString(), "[::1]:1067");
+  EXPECT_EQ(Parsed("::1").ToString(), "[::1]:1067");
+  EXPECT_EQ(Parsed("fe80::1%lo").host, "fe80::1%lo");
+}
+
+TEST(EndpointTest, UnixPaths) {
+  Endpoint e = Parsed("unix:/run/rot13d/rot13d.sock");
+  EXPECT_EQ(e.kind, Endpoint::Kind::kUnix);
+  EXPECT_EQ(e.path, "/run/rot13d/rot13d.sock");
+  EXPECT_EQ(Parsed("unix:relative.sock").path, "relative.sock");
+  EXPECT_EQ(Parsed("unix:@abstract").path, "@abstract");
+  EXPECT_FALSE(ParseEndpoint("unix:/" + std::string(107, 'x')).ok()) << "sun_path holds 107 bytes and a NUL";
+  EXPECT_TRUE(ParseEndpoint("unix:/" + std::string(106, 'x')).ok());
+}
+
+TEST(EndpointTest, Rejects) {
+  for (const char* bad : {"host:", "host:0", "host:65536", "host:-1", "host:1x", "[::1", "[::1]:", "[::1]5", "[]:5",
+                          "1:2:3:zz", "unix:", "a b:5", "host/x:5"}) {
+    EXPECT_FALSE(ParseEndpoint(bad).ok()) << bad;
+  }
+}
+
+TEST(EndpointTest, ResolvesNumericAndUnixAddresses) {
+  auto v4 = Resolve(Parsed("127.0.0.1:5"));
+  ASSERT_TRUE(v4.ok());
+  ASSERT_EQ(v4->size(), 1u);
+  EXPECT_EQ((*v4)[0].ToString(), "127.0.0.1:5");
+  auto v6 = Resolve(Parsed("[::1]:5"), Family::kIpv6);
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ((*v6)[0].ToString(), "[::1]:5");
+  EXPECT_FALSE(Resolve(Parsed("127.0.0.1:5"), Family::kIpv6).ok()) << "-6 with an IPv4 address";
+  auto u = Resolve(Parsed("unix:/tmp/x.sock"));
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ((*u)[0].ToString(), "unix:/tmp/x.sock");
+  auto abstract = Resolve(Parsed("unix:@name"));
+  ASSERT_TRUE(abstract.ok());
+  EXPECT_EQ((*abstract)[0].ToString(), "unix:@name");
+}
+
+TEST(EndpointTest, FailureKindsAndExitCodes) {
+  EXPECT_EQ(ClassifyErrno(ECONNREFUSED), FailureKind::kRefused);
+  EXPECT_EQ(ClassifyErrno(ENOENT), FailureKind::kRefused);
+  EXPECT_EQ(ClassifyErrno(ECONNRESET), FailureKind::kReset);
+  EXPECT_EQ(ClassifyErrno(EPIPE), FailureKind::kReset);
+  EXPECT_EQ(ClassifyErrno(ETIMEDOUT), FailureKind::kTimeout);
+  EXPECT_EQ(ClassifyErrno(EBADMSG), FailureKind::kMismatch);
+  EXPECT_EQ(ClassifyErrno(EHOSTUNREACH), FailureKind::kOther);
+  EXPECT_EQ(ExitCodeFor(FailureKind::kNone), 0);
+  EXPECT_EQ(ExitCodeFor(FailureKind::kOther), 1);
+  EXPECT_EQ(ExitCodeFor(FailureKind::kRefused), 4);
+  EXPECT_EQ(ExitCodeFor(FailureKind::kReset), 5);
+  EXPECT_EQ(ExitCodeFor(FailureKind::kTimeout), 6);
+  EXPECT_EQ(ExitCodeFor(FailureKind::kMismatch), 7);
+}
+
+TEST(ArgsTest, Sizes) {
+  EXPECT_EQ(*ParseSize("512"), 512u);
+  EXPECT_EQ(*ParseSize("64K"), 64u << 10);
+  EXPECT_EQ(*ParseSize("16m"), 16u << 20);
+  EXPECT_EQ(*ParseSize("1G"), 1u << 30);
+  EXPECT_EQ(*ParseSize("2MiB"), 2u << 20);
+  EXPECT_EQ(*ParseSize("3KB"), 3u << 10);
+  EXPECT_EQ(*ParseSize("7B"), 7u);
+  for (const char* bad : {"", "K", "1T", "1.5M", "-1", "1 M", "1MiBx", "99999999999999999999"}) {
+    EXPECT_FALSE(ParseSize(bad).ok()) << bad;
+  }
+}
+
+TEST(ArgsTest, Seconds) {
+  EXPECT_EQ(ParseSeconds("10")->count(), 10'000'000'000);
+  EXPECT_EQ(ParseSeconds("0.5")->count(), 500'000'000);
+  EXPECT_EQ(ParseSeconds("0")->count(), 0);
+  for (const char* bad : {"", "-1", "soon", "1s", "nan", "inf", "1e12"}) EXPECT_FALSE(ParseSeconds(bad).ok()) << bad;
+}
+
+TEST(HistogramTest, BucketsAreContiguousAndNarrow) {
+  EXPECT_EQ(Histogram::BucketOf(0), 0);
+  EXPECT_EQ(Histogram::BucketOf(127), 127);
+  for (uint64_t v : {uint64_t{128}, uint64_t{129}, uint64_t{1000}, uint64_t{123456789}, uint64_t{1} << 40,
+                     UINT64_MAX}) {
+    int b = Histogram::BucketOf(v);
+    EXPECT_GE(Histogram::BucketHighest(b), v);
+    EXPECT_LT(Histogram::BucketHighest(b - 1), v) << "the previous bucket ends below " << v;
+    EXPECT_LE(static_cast<double>(Histogram::BucketHighest(b) - Histogram::BucketHighest(b - 1)),
+              static_cast<double>(v) / 64 + 1)
+        << "bucket of " << v << " is too wide";
+  }
+}
+
+TEST(HistogramTest, QuantilesOfAUniformSpread) {
+  Histogram h;
+  for (uint64_t v = 1; v <= 100'000; ++v) h.Record(v * 1000);  // 1 us .. 100 ms
+  EXPECT_EQ(h.count(), 100'000u);
+  EXPECT_EQ(h.max(), 100'000'000u);
+  EXPECT_EQ(h.min(), 1000u);
+  EXPECT_NEAR(h.mean(), 50'000'500.0, 1.0);
+  for (double q : {0.5, 0.9, 0.99, 0.999}) {
+    double want = q * 100'000'000;
+    EXPECT_NEAR(static_cast<double>(h.ValueAtQuantile(q)), want, want / 50) << q;
+  }
+  EXPECT_EQ(h.ValueAtQuantile(1.0), h.max());
+  Histogram other;
+  other.Record(5);
+  h.Merge(other);
+  EXPECT_EQ(h.count(), 100'001u);
+  EXPECT_EQ(h.min(), 5u);
+  EXPECT_EQ(Histogram().ValueAtQuantile(0.5), 0u);
+}
+
+TEST(PatternTest, ExpectedIsTheTransformOfWhatIsSent) {
+  Pattern rot13(Expect::kRot13), echo(Expect::kEcho);
+  size_t letters = 0;
+  for (uint64_t offset : {0ull, 1ull, 262138ull, 262139ull, 1ull << 33}) {
+    const uint8_t* sent = rot13.SendAt(offset);
+    for (size_t i = 0; i < 1000; ++i) {
+      ASSERT_EQ(rot13.ExpectedAt(offset)[i], Rot13Byte(sent[i]));
+      ASSERT_EQ(echo.ExpectedAt(offset)[i], sent[i]);
+      letters += Rot13Byte(sent[i]) != sent[i];
+    }
+  }
+  EXPECT_GT(letters, 5 * 1000 / 2) << "mostly letters, so a wrong transform shows at once";
+  // Offsets a period apart send the same bytes; neighbours do not.
+  EXPECT_EQ(std::memcmp(rot13.SendAt(5), rot13.SendAt(5 + Pattern::kPeriod), 4096), 0);
+  EXPECT_NE(std::memcmp(rot13.SendAt(5), rot13.SendAt(6), 4096), 0);
+}
+
+TEST(PatternTest, VerifyFindsTheFirstWrongByteAcrossThePeriod) {
+  Pattern p(Expect::kRot13);
+  const uint64_t offset = Pattern::kPeriod - 100;  // a check that wraps around the period
+  std::vector<uint8_t> answer(Pattern::kPeriod + 500);
+  for (size_t i = 0; i < answer.size(); ++i) answer[i] = p.ExpectedAt(offset + i)[0];
+  EXPECT_EQ(p.Verify(offset, answer.data(), answer.size()), answer.size());
+  answer[Pattern::kPeriod + 7] ^= 0x20;
+  EXPECT_EQ(p.Verify(offset, answer.data(), answer.size()), Pattern::kPeriod + 7);
+}
+
+TEST(ReportTest, JsonStringsStayValid) {
+  for (std::string text : {std::string("plain"), std::string("quote \" backslash \\ newline \n tab \t"),
+                           std::string("bytes \x01\x7f\xff end")}) {
+    std::string literal = JsonString(text);
+    auto parsed = clienttest::ParseJson(literal);
+    ASSERT_TRUE(parsed) << literal;
+    EXPECT_EQ(parsed->type, clienttest::Json::Type::kString);
+    EXPECT_EQ(parsed->string, text);
+  }
+}
+
+}  // namespace
+}  // namespace rot13d::client

@@ -1,0 +1,255 @@
+// rot13-bench against rot13d (each mode succeeds, its JSON parses and adds up) and
+// against wrong servers (a mismatch is found and reported, and fails the run).
+#include <gtest/gtest.h>
+
+#include "tests/clients/client_fixture.h"
+#include "tests/clients/json.h"
+#include "tests/clients/test_server.h"
+
+namespace rot13d::clienttest {
+namespace {
+
+using BenchTest = ClientTest;
+
+ToolResult Bench(std::vector<std::string> args, milliseconds timeout = 30s) {
+  args.insert(args.begin(), BenchPath());
+  return RunTool(args, {}, {}, timeout);
+}
+
+// Runs with --json and parses the one object it prints; a fatal failure when it is not one.
+Json BenchJson(std::vector<std::string> args, int expected_exit, ToolResult* raw = nullptr) {
+  args.push_back("--json");
+  ToolResult r = Bench(args);
+  if (raw) *raw = r;
+  EXPECT_EQ(r.exit_code, expected_exit) << r.err << r.out;
+  auto json = ParseJson(r.out);
+  EXPECT_TRUE(json && json->type == Json::Type::kObject) << "not one JSON object: " << r.out;
+  return json ? *json : Json{};
+}
+
+double Num(const Json& j, const std::string& key) {
+  EXPECT_EQ(j[key].type, Json::Type::kNumber) << key << " is not a number";
+  return j[key].number;
+}
+
+// What every successful run must show.
+void ExpectClean(const Json& j) {
+  EXPECT_EQ(Num(j, "errors"), 0);
+  for (const char* kind : {"refused", "reset", "timeout", "mismatch", "other"}) {
+    EXPECT_EQ(Num(j["failures"], kind), 0) << kind;
+  }
+  EXPECT_TRUE(j["mismatch"].is_null());
+  EXPECT_TRUE(j["first_error"].is_null());
+  EXPECT_TRUE(j["complete"].boolean);
+  EXPECT_EQ(Num(j, "exit_status"), 0);
+}
+
+void ExpectOrderedLatencies(const Json& j) {
+  const Json& l = j["latency_us"];
+  EXPECT_GT(Num(l, "p50"), 0);
+  EXPECT_LE(Num(l, "p50"), Num(l, "p90"));
+  EXPECT_LE(Num(l, "p90"), Num(l, "p99"));
+  EXPECT_LE(Num(l, "p99"), Num(l, "p999"));
+  EXPECT_LE(Num(l, "p999"), Num(l, "max"));
+  EXPECT_GT(Num(l, "mean"), 0);
+  EXPECT_LE(Num(l, "mean"), Num(l, "max"));
+}
+
+TEST_F(BenchTest, StreamModeVerifiesEveryByte) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"stream", "-c", "3", "-n", "2M", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["mode"].string, "stream");
+  EXPECT_EQ(j["address"].string, v4());
+  EXPECT_EQ(j["expect"].string, "rot13");
+  EXPECT_EQ(Num(j, "connections"), 3);
+  EXPECT_EQ(Num(j, "bytes_per_connection"), 2 << 20);
+  EXPECT_EQ(Num(j, "bytes_sent"), 3 * (2 << 20));
+  EXPECT_EQ(Num(j, "bytes"), 3 * (2 << 20)) << "every byte sent came back, verified";
+  EXPECT_EQ(Num(j, "requests"), 3) << "completed connections";
+  EXPECT_GT(Num(j, "seconds"), 0);
+  EXPECT_GT(Num(j, "mib_per_s"), 0);
+  EXPECT_NEAR(Num(j, "mib_per_s"), 6 / Num(j, "seconds"), 0.01 * Num(j, "mib_per_s") + 0.01);
+}
+
+TEST_F(BenchTest, RequestResponseModeReportsRateAndLatency) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"rr", "-c", "4", "-s", "100", "-d", "1", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["mode"].string, "rr");
+  EXPECT_EQ(Num(j, "message_size"), 100);
+  EXPECT_GE(Num(j, "seconds"), 0.99);
+  EXPECT_LT(Num(j, "seconds"), 3);
+  double requests = Num(j, "requests");
+  EXPECT_GT(requests, 0);
+  EXPECT_EQ(Num(j, "bytes"), requests * 100) << "only whole answers count";
+  EXPECT_NEAR(Num(j, "requests_per_s"), requests / Num(j, "seconds"), 0.01 * requests);
+  ExpectOrderedLatencies(j);
+}
+
+TEST_F(BenchTest, ConnectModeCountsCycles) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"connect", "-c", "2", "-d", "1", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["mode"].string, "connect");
+  double cycles = Num(j, "cycles");
+  EXPECT_GT(cycles, 0);
+  EXPECT_EQ(Num(j, "requests"), cycles);
+  EXPECT_EQ(Num(j, "bytes"), cycles * 16);
+  EXPECT_GT(Num(j, "cycles_per_s"), 0);
+  ExpectOrderedLatencies(j);
+}
+
+TEST_F(BenchTest, RequestLimitEndsTheRunEarly) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"rr", "-c", "4", "-r", "200", "-d", "30", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(Num(j, "requests"), 200);
+  EXPECT_LT(Num(j, "seconds"), 20);
+  j = BenchJson({"connect", "-c", "3", "-r", "50", "-d", "30", unix_address()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(Num(j, "cycles"), 50);
+}
+
+TEST_F(BenchTest, IdleConnectionsStayOpenThroughTheRun) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"rr", "-c", "2", "-d", "0.5", "--idle", "300", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(Num(j, "idle"), 300);
+  EXPECT_EQ(Num(j, "idle_open"), 300);
+  EXPECT_EQ(Num(j, "idle_dropped"), 0);
+}
+
+TEST_F(BenchTest, ThreadsIpv6AndUnixSockets) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"rr", "-t", "2", "-c", "4", "-d", "0.5", v6()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(Num(j, "threads"), 2);
+  EXPECT_EQ(j["address"].string, v6());
+  j = BenchJson({"stream", "-t", "2", "-c", "2", "-n", "1M", unix_address()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(Num(j, "bytes"), 2 << 20);
+}
+
+TEST_F(BenchTest, HumanSummary) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  ToolResult r = Bench({"rr", "-c", "2", "-d", "0.3", v4()});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("rot13-bench rr to " + v4()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("latency    p50 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("failures   none"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("result     ok"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err, "") << "no progress line when stderr is not a terminal";
+}
+
+TEST_F(BenchTest, EchoServerFailsTheRot13Check) {
+  TestServer echo(TestServer::Echo);
+  ToolResult raw;
+  Json j = BenchJson({"rr", "-d", "1", echo.address()}, kExitMismatch, &raw);
+  EXPECT_GE(Num(j["failures"], "mismatch"), 1);
+  EXPECT_FALSE(j["mismatch"].is_null());
+  EXPECT_EQ(Num(j, "exit_status"), kExitMismatch);
+  EXPECT_NE(raw.err.find("echoes bytes unchanged"), std::string::npos) << raw.err;
+}
+
+TEST_F(BenchTest, ExpectEchoPassesAgainstAnEchoServer) {
+  TestServer echo(TestServer::Echo);
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"stream", "-c", "2", "-n", "1M"}, {"rr", "-c", "2", "-d", "0.5"}, {"connect", "-c", "2", "-d", "0.5"}}) {
+    SCOPED_TRACE(args[0]);
+    std::vector<std::string> full = args;
+    full.insert(full.end(), {"--expect", "echo", echo.address()});
+    Json j = BenchJson(full, kExitOk);
+    ExpectClean(j);
+    EXPECT_EQ(j["expect"].string, "echo");
+    EXPECT_GT(Num(j, "bytes"), 0);
+  }
+}
+
+// A server that passes the probe's short round trip and corrupts one byte far
+// into each connection: the run itself must find it, and say where.
+TEST_F(BenchTest, OneCorruptedByteMidStreamIsFound) {
+  TestServer corrupting(TestServer::Rot13Corrupting(300'000));
+  ToolResult raw;
+  Json j = BenchJson({"stream", "-c", "2", "-n", "1M", corrupting.address()}, kExitMismatch, &raw);
+  EXPECT_EQ(Num(j["failures"], "mismatch"), 2) << "one per connection";
+  const Json& m = j["mismatch"];
+  ASSERT_FALSE(m.is_null());
+  EXPECT_EQ(Num(m, "offset"), 300'000);
+  EXPECT_EQ(static_cast<int>(Num(m, "got")), static_cast<int>(Num(m, "expected")) ^ 1);
+  EXPECT_LT(Num(j, "bytes"), 2 << 20) << "bytes after a wrong one are not counted as verified";
+
+  // rr: byte 1000 of the connection is byte 1000 - 15 * 64 = 40 of its message 15.
+  j = BenchJson({"rr", "-c", "1", "-s", "64", "-d", "1", corrupting.address()}, kExitMismatch);
+  ASSERT_FALSE(j["mismatch"].is_null());
+  EXPECT_EQ(Num(j["mismatch"], "request"), 15);
+  EXPECT_EQ(Num(j["mismatch"], "offset"), 40);
+
+  // And the summary for people says so too.
+  raw = Bench({"stream", "-c", "1", "-n", "1M", corrupting.address()});
+  EXPECT_EQ(raw.exit_code, kExitMismatch);
+  EXPECT_NE(raw.out.find("MISMATCH   connection 0, byte 300000"), std::string::npos) << raw.out;
+}
+
+TEST_F(BenchTest, ResetsDuringTheRunAreCountedByKind) {
+  TestServer server(TestServer::FirstThen(TestServer::Rot13Corrupting(UINT64_MAX), TestServer::ResetAfterFirstBytes));
+  Json j = BenchJson({"connect", "-c", "2", "-d", "0.5", server.address()}, kExitIoError);
+  EXPECT_GT(Num(j["failures"], "reset"), 0);
+  EXPECT_EQ(Num(j["failures"], "mismatch"), 0);
+  EXPECT_EQ(Num(j, "cycles"), 0);
+  EXPECT_EQ(Num(j, "errors"), Num(j["failures"], "reset") + Num(j["failures"], "other"));
+  EXPECT_FALSE(j["first_error"].is_null());
+}
+
+TEST_F(BenchTest, StalledConnectionsTimeOut) {
+  TestServer server(TestServer::FirstThen(TestServer::Rot13Corrupting(UINT64_MAX), TestServer::Silent));
+  ToolResult raw;
+  Json j = BenchJson({"stream", "-c", "2", "-n", "64K", "--timeout", "0.5", server.address()}, kExitIoError, &raw);
+  EXPECT_EQ(Num(j["failures"], "timeout"), 2);
+  EXPECT_LT(raw.elapsed, 10s);
+}
+
+TEST_F(BenchTest, MaxTimeEndsAStalledRun) {
+  TestServer server(TestServer::FirstThen(TestServer::Rot13Corrupting(UINT64_MAX), TestServer::Silent));
+  ToolResult raw;
+  Json j = BenchJson({"stream", "-c", "1", "-n", "64K", "--timeout", "30", "--max-time", "1", server.address()},
+                     kExitTimeout, &raw);
+  EXPECT_FALSE(j["complete"].boolean);
+  EXPECT_GE(raw.elapsed, 900ms);
+  EXPECT_LT(raw.elapsed, 10s);
+}
+
+TEST_F(BenchTest, NoServerExits4) {
+  uint16_t nobody = blackbox::FreePort();
+  ToolResult r = Bench({"rr", "-d", "1", "127.0.0.1:" + std::to_string(nobody)});
+  EXPECT_EQ(r.exit_code, kExitRefused) << r.err;
+  EXPECT_NE(r.err.find("Connection refused"), std::string::npos) << r.err;
+}
+
+TEST_F(BenchTest, BadAddressExits3) {
+  ToolResult r = Bench({"rr", "127.0.0.1:0"});
+  EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
+  r = Bench({"stream", "[::1"});
+  EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
+}
+
+TEST_F(BenchTest, UsageErrorsExit2) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {}, {"walk"}, {"stream", "-d", "1"}, {"stream", "-s", "10"}, {"rr", "-n", "1M"}, {"rr", "-c", "0"},
+           {"rr", "--expect", "rot47"}, {"rr", "-d", "0"}, {"rr", "-d", "700"}, {"rr", "a:1", "b:2"},
+           {"connect", "--bogus"}}) {
+    SCOPED_TRACE(args.empty() ? "(no arguments)" : args[0] + " " + (args.size() > 1 ? args[1] : ""));
+    ToolResult r = Bench(args);
+    EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
+    EXPECT_NE(r.err.find("Try 'rot13-bench --help'"), std::string::npos) << r.err;
+  }
+  ToolResult r = Bench({"--help"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_NE(r.out.find("Usage: rot13-bench stream"), std::string::npos);
+  r = Bench({"--version"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_TRUE(r.out.starts_with("rot13-bench ")) << r.out;
+}
+
+}  // namespace
+}  // namespace rot13d::clienttest

@@ -1,0 +1,463 @@
+#!/usr/bin/env bash
+# End-to-end test: the packages in a real systemd, used the way an operator does.
+#
+#   tests/e2e/systemd_e2e.sh SOURCE_DIR WORK_DIR
+#
+# Builds the .deb and .rpm from SOURCE_DIR with packaging/build-packages (into
+# WORK_DIR/packages), boots a Debian 12 container with systemd-nspawn from a
+# cached debootstrap tree (built once under /var/cache/rot13d-e2e, copied per
+# run), and checks 10 steps, one line each, then "N passed, M failed".
+# The container shares the host's network, so the service answers on
+# 127.0.0.1:1067, which must be free.
+#
+# Needs root, debootstrap, systemd-nspawn, nsenter and python3; without them it
+# skips (exit 77), except under CI (CI set), where it fails. Environment:
+#   ROT13D_E2E_CACHE   where the base tree is cached (default /var/cache/rot13d-e2e)
+#   ROT13D_E2E_MIRROR  Debian mirror for debootstrap (default: debootstrap's)
+#   ROT13D_E2E_PACKAGES  a directory with already built packages (skips the build)
+set -uo pipefail
+
+src=$(cd "${1:?usage: systemd_e2e.sh SOURCE_DIR WORK_DIR}" && pwd)
+work=${2:?usage: systemd_e2e.sh SOURCE_DIR WORK_DIR}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+client=$here/rot13_client.py
+port=1067
+cache=${ROT13D_E2E_CACHE:-/var/cache/rot13d-e2e}
+config=/etc/rot13d/rot13d.toml
+
+log() { printf '    %s\n' "$*"; }
+
+skip() {
+  if [ -n "${CI:-}" ]; then
+    echo "FAIL: cannot run the end-to-end test under CI: $*"
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
+  echo "SKIP: $*"
+  exit 77
+}
+
+[ "$(id -u)" -eq 0 ] || skip "needs root (systemd-nspawn)"
+for tool in debootstrap systemd-nspawn nsenter python3 flock; do
+  command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed (bash .ci/deps installs it)"
+done
+[ -d /run/systemd/system ] && :  # the host need not run systemd: nspawn runs with --register=no --keep-unit
+
+if ! out=$(python3 "$client" port-free $port 2>&1); then
+  echo "FAIL: port $port is busy on this host ($out); the container's rot13d.socket needs it"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+
+# --- results -----------------------------------------------------------------
+passed=0
+failed=0
+declare -A ok_step=()
+pass() { echo "PASS $1: $2"; passed=$((passed + 1)); ok_step[$1]=1; }
+fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+# needs STEP... : true when every listed step passed.
+needs() { local s; for s in "$@"; do [ -n "${ok_step[$s]:-}" ] || return 1; done; }
+
+# --- clean-up of what this run started ---------------------------------------
+run=""
+nspawn_pid=""
+ct_pid=""
+bg_pids=()
+cleanup() {
+  local p
+  for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done
+  if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+    if [ -n "$ct_pid" ]; then
+      timeout 20 nsenter -t "$ct_pid" -a /bin/systemctl poweroff >/dev/null 2>&1
+    fi
+    for _ in $(seq 1 300); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$nspawn_pid" 2>/dev/null; then
+      # Killing the container's init ends its whole pid namespace.
+      [ -n "$ct_pid" ] && kill -KILL "$ct_pid" 2>/dev/null
+      kill -TERM "$nspawn_pid" 2>/dev/null
+      for _ in $(seq 1 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$nspawn_pid" 2>/dev/null
+    fi
+    wait "$nspawn_pid" 2>/dev/null
+  fi
+  [ -n "$run" ] && rm -rf --one-file-system "$run"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# --- packages ----------------------------------------------------------------
+pkgdir=$work/packages
+if [ -n "${ROT13D_E2E_PACKAGES:-}" ]; then
+  pkgdir=$ROT13D_E2E_PACKAGES
+  echo "using the packages in $pkgdir"
+else
+  echo "building the packages (packaging/build-packages $pkgdir)"
+  if ! "$src/packaging/build-packages" "$pkgdir" > "$work/build-packages.log" 2>&1; then
+    sed 's/^/    /' "$work/build-packages.log" | tail -n 40
+    fail 1 "packaging/build-packages failed (log: $work/build-packages.log)"
+    for n in 2 3 4 5 6 7 8 9 10; do fail $n "not run: no packages"; done
+    echo "$passed passed, $failed failed"
+    exit 1
+  fi
+fi
+deb=$(ls "$pkgdir"/rot13d_*.deb 2>/dev/null | head -n 1)
+rpm=$(ls "$pkgdir"/rot13d-[0-9]*.rpm 2>/dev/null | head -n 1)
+echo "packages: $(basename "${deb:-none}") $(basename "${rpm:-none}")"
+
+# --- the base tree, once ------------------------------------------------------
+mkdir -p "$cache"
+(
+  flock -w 600 9 || { echo "cannot lock $cache/lock"; exit 1; }
+  if [ ! -e "$cache/base/.complete" ]; then
+    echo "creating the container base tree in $cache/base (debootstrap, about 70 s)"
+    rm -rf --one-file-system "$cache/base.tmp"
+    if ! debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm \
+           "$cache/base.tmp" ${ROT13D_E2E_MIRROR:-} > "$cache/debootstrap.log" 2>&1; then
+      tail -n 20 "$cache/debootstrap.log"
+      exit 1
+    fi
+    rm -rf --one-file-system "$cache/base"
+    mv "$cache/base.tmp" "$cache/base"
+    touch "$cache/base/.complete"
+  fi
+) 9>"$cache/lock" || { echo "FAIL: no container base tree"; echo "0 passed, 1 failed"; exit 1; }
+
+run=$(mktemp -d /var/tmp/rot13d-e2e.XXXXXX)
+root=$run/root
+echo "copying the base tree to $root"
+cp -a "$cache/base" "$root" || { echo "FAIL: cannot copy the base tree"; echo "0 passed, 1 failed"; exit 1; }
+rm -f "$root/.complete"
+mkdir -p "$root/root/pkgs"
+cp "$deb" "$rpm" "$root/root/pkgs/" 2>/dev/null
+echo "rot13d-e2e" > "$root/etc/hostname"
+
+# --- boot ---------------------------------------------------------------------
+machine=rot13d-e2e-$$
+systemd-nspawn -D "$root" --boot --register=no --keep-unit --machine="$machine" \
+  --console=read-only > "$run/nspawn.log" 2>&1 < /dev/null &
+nspawn_pid=$!
+
+# The container's init is the child of the nspawn process started above.
+for _ in $(seq 1 100); do
+  for c in $(cat /proc/"$nspawn_pid"/task/*/children 2>/dev/null); do
+    if [ "$(cat /proc/"$c"/comm 2>/dev/null)" = systemd ]; then ct_pid=$c; fi
+  done
+  [ -n "$ct_pid" ] && break
+  kill -0 "$nspawn_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$ct_pid" ]; then
+  tail -n 30 "$run/nspawn.log"
+  echo "FAIL: the container did not boot"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+# ct CMD...: run CMD inside the container, with a clean environment.
+ct() {
+  nsenter -t "$ct_pid" -a /usr/bin/env -i \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 TERM=dumb SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 DEBIAN_FRONTEND=noninteractive "$@"
+}
+
+state=""
+for _ in $(seq 1 120); do
+  state=$(ct systemctl is-system-running 2>/dev/null)
+  case "$state" in running|degraded) break ;; esac
+  sleep 0.5
+done
+echo "container booted (init pid $ct_pid on the host, system $state)"
+
+# Helpers over the service, evaluated inside the container.
+main_pid() { ct systemctl show -p MainPID --value rot13d.service; }
+children() { ct sh -c "cat /proc/$1/task/*/children 2>/dev/null" | tr ' ' '\n' | sed '/^$/d' | sort -n; }
+count_children() { children "$1" | wc -l; }
+answers() { python3 "$client" once $port "Hello" 2>&1; }
+# wait_for SECONDS CMD...: poll CMD every 0.2 s until it succeeds.
+wait_for() {
+  local n=$(( $1 * 5 )); shift
+  for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.2; done
+  return 1
+}
+expected_auto_workers() {
+  # "auto": the CPUs in the affinity mask (cpu.max is unlimited here).
+  ct nproc
+}
+
+# --- 1: install -----------------------------------------------------------------
+step1() {
+  local out
+  if [ -z "$deb" ]; then fail 1 "no .deb in $pkgdir"; return; fi
+  if ! out=$(ct apt-get update -qq 2>&1); then log "$out" | tail -n 5; fi
+  # man-db, as on an ordinary system: systemd-analyze verify checks that the
+  # units' Documentation= man pages exist.
+  ct apt-get install -y -q --no-install-recommends man-db >/dev/null 2>&1
+  if ! out=$(ct apt-get install -y -q "/root/pkgs/$(basename "$deb")" 2>&1); then
+    printf '%s\n' "$out" | tail -n 20 | sed 's/^/    /'
+    fail 1 "apt-get install ./$(basename "$deb") failed"
+    return
+  fi
+  ok_step[installed]=1
+  local version
+  version=$(ct dpkg-query -W -f='${Version}' rot13d)
+  local verify rc
+  verify=$(ct systemd-analyze verify rot13d.service rot13d.socket 2>&1); rc=$?
+  if [ $rc -ne 0 ] || [ -n "$verify" ]; then
+    printf '%s\n' "$verify" | sed 's/^/    /'
+    fail 1 "installed rot13d $version, but systemd-analyze verify is not clean (exit $rc)"
+    return
+  fi
+  pass 1 "apt-get install ./$(basename "$deb") (rot13d $version, dependencies from the mirror); systemd-analyze verify rot13d.service rot13d.socket clean"
+}
+
+# --- 2: start and answer ---------------------------------------------------------
+step2() {
+  needs installed || { fail 2 "not run: the .deb is not installed"; return; }
+  local out state reply
+  out=$(ct systemctl start rot13d 2>&1) || { log "$out"; }
+  state=$(ct systemctl is-active rot13d)
+  reply=$(answers)
+  if [ "$state" = active ] && [ "$reply" = Uryyb ]; then
+    pass 2 "systemctl start rot13d: active; 127.0.0.1:$port answered \"Hello\" with \"$reply\""
+  else
+    ct systemctl status rot13d --no-pager -l -n 20 2>&1 | sed 's/^/    /'
+    fail 2 "systemctl start rot13d: state $state; reply \"$reply\""
+  fi
+}
+
+# --- 3: workers, kill -9, replaced -------------------------------------------------
+workers_now=0
+step3() {
+  needs 2 || { fail 3 "not run: needs step 2"; return; }
+  local mp want have victim
+  mp=$(main_pid)
+  want=$(expected_auto_workers)
+  wait_for 10 test "$(count_children "$mp")" -eq "$want"
+  have=$(count_children "$mp")
+  if [ "$have" -ne "$want" ]; then
+    fail 3 "MainPID $mp has $have children, want $want (workers = \"auto\")"
+    return
+  fi
+  victim=$(children "$mp" | head -n 1)
+  ct sh -c "kill -9 $victim"
+  replaced() {
+    local now; now=$(children "$mp")
+    [ "$(printf '%s\n' "$now" | sed '/^$/d' | wc -l)" -eq "$want" ] && ! printf '%s\n' "$now" | grep -qx "$victim"
+  }
+  if ! wait_for 10 replaced; then
+    fail 3 "worker $victim killed with SIGKILL was not replaced: children now $(children "$mp" | tr '\n' ' ')"
+    return
+  fi
+  local line
+  wait_for 5 sh -c "nsenter -t $ct_pid -a journalctl -u rot13d WORKER_PID=$victim -o cat --no-pager 2>/dev/null | grep -q ." 
+  line=$(ct journalctl -u rot13d WORKER_PID="$victim" -o cat --no-pager 2>/dev/null | head -n 1)
+  if [ -z "$line" ] || ! printf '%s' "$line" | grep -q "KILL"; then
+    fail 3 "worker $victim was replaced but the journal has no entry for it (got: \"$line\")"
+    return
+  fi
+  workers_now=$want
+  pass 3 "$want workers are children of MainPID $mp; kill -9 $victim: replaced; journal: \"$line\""
+}
+
+# --- 4: reload with a new worker count ---------------------------------------------
+step4() {
+  needs 2 || { fail 4 "not run: needs step 2"; return; }
+  local mp before new out rc stop loop_pid loop_out reply mp2
+  mp=$(main_pid)
+  before=$(count_children "$mp")
+  new=$(( before + 1 ))
+  ct sed -i "s/^workers = .*/workers = $new/" "$config"
+  stop=$run/stop-loop-4
+  python3 "$client" loop $port 2000 0.01 --stop-file "$stop" --max-seconds 60 > "$run/loop4.out" 2>&1 &
+  loop_pid=$!; bg_pids+=("$loop_pid")
+  sleep 0.5
+  out=$(ct systemctl reload rot13d 2>&1); rc=$?
+  sleep 0.5
+  touch "$stop"; wait "$loop_pid"; loop_out=$(cat "$run/loop4.out")
+  mp2=$(main_pid)
+  wait_for 20 test "$(count_children "$mp2")" -eq "$new"
+  reply=$(answers)
+  local have; have=$(count_children "$mp2")
+  local status; status=$(ct systemctl show -p StatusText --value rot13d)
+  if [ $rc -eq 0 ] && [ "$mp2" = "$mp" ] && [ "$have" -eq "$new" ] && [ "$reply" = Uryyb ] &&
+     printf '%s' "$loop_out" | grep -q "refused=0 failed=0"; then
+    workers_now=$new
+    pass 4 "workers = $new, systemctl reload rot13d: exit 0, MainPID $mp kept, $have workers; during: $loop_out; after: \"$reply\"; status \"$status\""
+  else
+    printf '%s\n' "$out" | sed 's/^/    /'
+    ct journalctl -u rot13d -n 15 --no-pager 2>&1 | sed 's/^/    /'
+    fail 4 "reload: exit $rc, MainPID $mp -> $mp2, $have workers (want $new); during: $loop_out; after: \"$reply\""
+  fi
+}
+
+# --- 5: invalid config ---------------------------------------------------------------
+step5() {
+  needs 2 || { fail 5 "not run: needs step 2"; return; }
+  local mp kids out rc status_out errs reply mp2 kids2 state line col
+  mp=$(main_pid)
+  kids=$(children "$mp" | tr '\n' ' ')
+  ct cp "$config" /root/rot13d.toml.good
+  # Line 1 column 11 is the value; the rest of the file stays valid.
+  ct sh -c "{ echo 'workers = \"many\"'; grep -v '^workers' /root/rot13d.toml.good; } > $config"
+  line=1; col=11
+  out=$(ct systemctl reload rot13d 2>&1); rc=$?
+  status_out=$(ct systemctl status rot13d --no-pager -l -n 10 2>&1)
+  errs=$(ct journalctl -u rot13d -p err -o cat --no-pager -n 20 2>&1)
+  state=$(ct systemctl is-active rot13d)
+  mp2=$(main_pid)
+  kids2=$(children "$mp2" | tr '\n' ' ')
+  reply=$(answers)
+  ct cp /root/rot13d.toml.good "$config"
+  local where="$config:$line:$col"
+  if [ $rc -ne 0 ] && printf '%s' "$status_out" | grep -qF "$where" && [ "$state" = active ] &&
+     [ "$mp2" = "$mp" ] && [ "$kids2" = "$kids" ] && [ "$reply" = Uryyb ] && printf '%s' "$errs" | grep -qF "$where"; then
+    pass 5 "invalid workers: systemctl reload exit $rc; status shows \"$(printf '%s' "$status_out" | grep -F "$where" | head -n 1 | sed 's/^ *//')\"; still active, MainPID $mp and workers [$kids] kept, answering; journalctl -p err has $where"
+  else
+    printf 'systemctl reload: %s\n%s\njournalctl -p err:\n%s\n' "$out" "$status_out" "$errs" | sed 's/^/    /'
+    fail 5 "invalid config: reload exit $rc; state $state; MainPID $mp -> $mp2; workers [$kids] -> [$kids2]; reply \"$reply\"; $where in status: $(printf '%s' "$status_out" | grep -cF "$where"), in journal -p err: $(printf '%s' "$errs" | grep -cF "$where")"
+  fi
+}
+
+# --- 6: status and structured journal ---------------------------------------------------
+step6() {
+  needs 2 || { fail 6 "not run: needs step 2"; return; }
+  local status_line json check
+  status_line=$(ct systemctl status rot13d --no-pager 2>&1 | grep -m1 'Status:' | sed 's/^ *//')
+  json=$(ct journalctl -u rot13d -o json --no-pager 2>/dev/null)
+  check=$(printf '%s\n' "$json" | python3 -c '
+import json, sys
+entries = [json.loads(l) for l in sys.stdin if l.strip()]
+mine = [e for e in entries if e.get("SYSLOG_IDENTIFIER") == "rot13d" or "GENERATION" in e]
+fields = set()
+for e in mine:
+    fields.update(k for k in ("PRIORITY", "GENERATION", "WORKER_PID", "WORKER_SLOT", "EXIT_SIGNAL", "CONFIG_FILE") if k in e)
+prios = sorted({e.get("PRIORITY") for e in mine if "PRIORITY" in e})
+need = {"PRIORITY", "GENERATION", "WORKER_PID", "EXIT_SIGNAL"}
+print(("ok " if need <= fields else "missing " + ",".join(sorted(need - fields)) + " ") +
+      f"{len(mine)} entries, fields " + ",".join(sorted(fields)) + ", priorities " + ",".join(prios))
+')
+  if printf '%s' "$status_line" | grep -Eq 'Status: ".*[0-9]+ workers? .*served' && [ "${check#ok}" != "$check" ]; then
+    pass 6 "systemctl status: $status_line; journalctl -o json: ${check#ok }"
+  else
+    fail 6 "status line \"$status_line\"; journal: $check"
+  fi
+}
+
+# --- 7: restart under a client loop -------------------------------------------------------
+step7() {
+  needs 2 || { fail 7 "not run: needs step 2"; return; }
+  local mp mp2 loop_pid out rc loop_out state
+  mp=$(main_pid)
+  python3 "$client" loop $port 200 0.02 --max-seconds 120 > "$run/loop7.out" 2>&1 &
+  loop_pid=$!; bg_pids+=("$loop_pid")
+  sleep 0.3
+  out=$(ct systemctl restart rot13d 2>&1); rc=$?
+  wait "$loop_pid"; loop_out=$(cat "$run/loop7.out")
+  mp2=$(main_pid)
+  state=$(ct systemctl is-active rot13d)
+  if [ $rc -eq 0 ] && [ "$mp2" != "$mp" ] && [ "$state" = active ] &&
+     printf '%s' "$loop_out" | grep -q "attempts=200 ok=200 refused=0 failed=0"; then
+    pass 7 "systemctl restart rot13d (MainPID $mp -> $mp2) during 200 connections: $loop_out"
+  else
+    printf '%s\n' "$out" | sed 's/^/    /'
+    fail 7 "restart: exit $rc, MainPID $mp -> $mp2, state $state; clients: $loop_out"
+  fi
+}
+
+# --- 8: security exposure ------------------------------------------------------------------
+step8() {
+  needs installed || { fail 8 "not run: the .deb is not installed"; return; }
+  local out score
+  out=$(ct systemd-analyze security rot13d.service --no-pager 2>&1)
+  score=$(printf '%s\n' "$out" | sed -n 's/.*Overall exposure level for rot13d.service: \([0-9.]*\).*/\1/p')
+  if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 1.5) }'; then
+    pass 8 "systemd-analyze security rot13d.service: $(printf '%s\n' "$out" | grep 'Overall exposure' | sed 's/.*: //')"
+  else
+    printf '%s\n' "$out" | grep -v '✓' | sed 's/^/    /'
+    fail 8 "systemd-analyze security rot13d.service: exposure ${score:-unknown} > 1.5"
+  fi
+}
+
+# rot13d processes in the container (by executable, inside its pid namespace).
+rot13d_procs() {
+  ct sh -c 'for p in /proc/[0-9]*; do [ "$(readlink $p/exe 2>/dev/null)" = /usr/sbin/rot13d ] && echo ${p#/proc/}; done' | wc -l
+}
+
+# --- 9: stop and purge ----------------------------------------------------------------------
+step9() {
+  needs installed || { fail 9 "not run: the .deb is not installed"; return; }
+  local out rc left state leftovers
+  out=$(ct systemctl stop rot13d.socket rot13d.service 2>&1); rc=$?
+  state=$(ct systemctl is-active rot13d)
+  wait_for 10 test "$(rot13d_procs)" -eq 0
+  left=$(rot13d_procs)
+  if [ $rc -ne 0 ] || [ "$left" -ne 0 ] || [ "$state" = active ]; then
+    printf '%s\n' "$out" | sed 's/^/    /'
+    fail 9 "systemctl stop: exit $rc, state $state, $left rot13d processes left"
+    return
+  fi
+  out=$(ct apt-get purge -y -q rot13d 2>&1); rc=$?
+  leftovers=$(ct sh -c '
+    dpkg-query -W -f="\${db:Status-Abbrev}" rot13d 2>/dev/null | grep -q "^ii" && echo "package still installed"
+    for f in /etc/rot13d /usr/sbin/rot13d /lib/systemd/system/rot13d.service /lib/systemd/system/rot13d.socket \
+             /usr/lib/sysusers.d/rot13d.conf /usr/lib/tmpfiles.d/rot13d.conf /run/rot13d \
+             /etc/systemd/system/multi-user.target.wants/rot13d.service \
+             /etc/systemd/system/sockets.target.wants/rot13d.socket; do
+      [ -e "$f" ] || [ -L "$f" ] && echo "$f"
+    done
+    getent passwd rot13d >/dev/null && echo "user rot13d"
+    systemctl list-units --all --plain --no-legend "rot13d*" | grep -v "not-found" | grep -q . && echo "units still loaded"
+    true')
+  if [ $rc -eq 0 ] && [ -z "$leftovers" ] && ! python3 "$client" once $port Hello >/dev/null 2>&1; then
+    pass 9 "systemctl stop rot13d.socket rot13d: no rot13d process left; apt-get purge rot13d: no file, unit, user or listener left"
+  else
+    printf '%s\n' "$out" | tail -n 10 | sed 's/^/    /'
+    fail 9 "apt-get purge: exit $rc; left: $(printf '%s' "$leftovers" | tr '\n' ' ')"
+  fi
+}
+
+# --- 10: the .rpm -----------------------------------------------------------------------------
+step10() {
+  if [ -z "$rpm" ]; then fail 10 "no .rpm in $pkgdir"; return; fi
+  local out rc state reply left leftovers name
+  name=$(basename "$rpm")
+  if ! out=$(ct apt-get install -y -q --no-install-recommends rpm 2>&1); then
+    printf '%s\n' "$out" | tail -n 10 | sed 's/^/    /'
+    fail 10 "cannot install Debian's rpm in the container"
+    return
+  fi
+  # The runtime libraries (libsystemd0, libtomlplusplus3) are Debian packages,
+  # not in the rpm database: hence --nodeps.
+  if ! out=$(ct rpm -i --nodeps "/root/pkgs/$name" 2>&1); then
+    printf '%s\n' "$out" | tail -n 10 | sed 's/^/    /'
+    fail 10 "rpm -i --nodeps $name failed"
+    return
+  fi
+  ct systemctl start rot13d >/dev/null 2>&1
+  state=$(ct systemctl is-active rot13d)
+  reply=$(answers)
+  ct systemctl stop rot13d.socket rot13d.service >/dev/null 2>&1
+  wait_for 10 test "$(rot13d_procs)" -eq 0
+  left=$(rot13d_procs)
+  out=$(ct rpm -e rot13d 2>&1); rc=$?
+  leftovers=$(ct sh -c '
+    rpm -q rot13d >/dev/null 2>&1 && echo "package still installed"
+    for f in /etc/rot13d/rot13d.toml /usr/sbin/rot13d /usr/lib/systemd/system/rot13d.service \
+             /usr/lib/systemd/system/rot13d.socket /usr/lib/sysusers.d/rot13d.conf /usr/lib/tmpfiles.d/rot13d.conf; do
+      [ -e "$f" ] && echo "$f"
+    done
+    true')
+  if [ "$state" = active ] && [ "$reply" = Uryyb ] && [ "$left" -eq 0 ] && [ $rc -eq 0 ] && [ -z "$leftovers" ]; then
+    pass 10 "rpm -i --nodeps $name: systemctl start: active, answered \"$reply\"; stop: no process left; rpm -e: no file left"
+  else
+    ct journalctl -u rot13d -n 10 --no-pager 2>&1 | sed 's/^/    /'
+    fail 10 "rpm: state $state, reply \"$reply\", $left processes after stop, rpm -e exit $rc ($out), left: $(printf '%s' "$leftovers" | tr '\n' ' ')"
+  fi
+}
+
+for n in 1 2 3 4 5 6 7 8 9 10; do "step$n"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
