@@ -127,7 +127,7 @@ std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit
   field("bytes_per_connection", integer(config.mode == Mode::kStream ? config.bytes : 0));
   field("message_size", integer(timed ? config.size : 0));
   field("duration_s", number(timed ? static_cast<double>(config.duration.count()) / 1e9 : 0.0));
-  field("seconds", number(seconds));
+  field("seconds", Printf("%.6f", seconds));  // short runs: milliseconds matter for the rates
   field("complete", r.complete() ? "true" : "false");
   field("bytes", integer(r.bytes_received));
   field("bytes_sent", integer(r.bytes_sent));

