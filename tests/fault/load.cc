@@ -56,6 +56,7 @@ const Pattern& Pattern::Get() {
 }
 
 size_t Pattern::Mismatches(const uint8_t* got, size_t n, uint64_t offset) const {
+  if (n == 0) return 0;  // got may be null then, which memcmp must not see
   const uint8_t* want = Expected(offset);
   if (std::memcmp(got, want, n) == 0) return 0;
   size_t bad = 0;
@@ -396,8 +397,12 @@ void Runner::Fail(Session& s, FailureKind kind, std::string detail, Clock::time_
                                                        : sh_.stalls;
   counter.fetch_add(1);
   {
+    // Stamped when seen, not with the loop turn's time: a fault injected in
+    // between (a kill while this thread was preempted) would otherwise look
+    // later than the failure it caused, and the failure would be judged
+    // against the fault before it.
     std::lock_guard lock(sh_.mu);
-    sh_.failures.push_back({kind, now, s.port, sh_.views[static_cast<size_t>(s.index)].served.load(), s.received,
+    sh_.failures.push_back({kind, Clock::now(), s.port, sh_.views[static_cast<size_t>(s.index)].served.load(), s.received,
                             std::move(detail)});
   }
   Finish(s, true, now);
