@@ -11,6 +11,7 @@
 #include <tuple>
 #include <sstream>
 
+#include "common/log.h"
 #include "common/unique_fd.h"
 
 // toml++ reports problems with exceptions; they stop at this file's boundary.
@@ -359,6 +360,13 @@ std::string FormatConfig(const Config& c) {
   s << "user = " << Quoted(c.user) << "\n";
   s << "group = " << Quoted(c.group) << "\n";
   return s.str();
+}
+
+void LogConfigErrors(const std::vector<ConfigError>& errors) {
+  for (const ConfigError& e : errors) {
+    Log(LogLevel::kError, e.ToString(),
+        {{"CONFIG_FILE", e.file}, {"CONFIG_LINE", std::to_string(e.line)}, {"CONFIG_COLUMN", std::to_string(e.column)}});
+  }
 }
 
 }  // namespace rot13d

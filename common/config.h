@@ -67,6 +67,9 @@ ConfigLoad ParseConfig(std::string_view text, std::string_view file_name);
 // Reads and parses a file; a missing or unreadable file is an error at line 0.
 ConfigLoad LoadConfigFile(const std::string& path);
 
+// Logs each error at error priority with CONFIG_FILE, CONFIG_LINE and CONFIG_COLUMN fields.
+void LogConfigErrors(const std::vector<ConfigError>& errors);
+
 // The effective configuration as TOML, as --check-config prints it.
 std::string FormatConfig(const Config& config);
 

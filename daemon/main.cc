@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/config.h"
 #include "common/exit_codes.h"
@@ -46,6 +47,30 @@ constexpr const char* kUsage =
     "Signals: HUP reloads the configuration, TERM or INT stop gracefully,\n"
     "QUIT stops at once. See rot13d(8).\n";
 
+// Problems found by the one-shot commands (--check-config, --reload): plain
+// lines on a terminal; under systemd (ExecStartPre=, ExecReload=) journal
+// entries at their priority, with the config error fields, so that
+// `journalctl -u rot13d -p err` and `systemctl status` show them.
+void ReportConfigErrors(const std::vector<rot13d::ConfigError>& errors) {
+  using namespace rot13d;
+  if (StderrIsJournal()) {
+    ConfigureLogging(LogLevel::kInfo, LogTarget::kJournal);
+    LogConfigErrors(errors);
+    return;
+  }
+  for (const ConfigError& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+}
+
+void ReportError(const std::string& message) {
+  using namespace rot13d;
+  if (StderrIsJournal()) {
+    ConfigureLogging(LogLevel::kInfo, LogTarget::kJournal);
+    Log(LogLevel::kError, message);
+    return;
+  }
+  std::fprintf(stderr, "rot13d: %s\n", message.c_str());
+}
+
 int CheckConfig(const std::string& path, bool given) {
   using namespace rot13d;
   FILE* probe = given ? nullptr : std::fopen(path.c_str(), "r");
@@ -58,9 +83,8 @@ int CheckConfig(const std::string& path, bool given) {
   if (probe) std::fclose(probe);
   ConfigLoad load = LoadConfigFile(path);
   if (!load.config) {
-    for (const ConfigError& e : load.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
-    std::fprintf(stderr, "rot13d: %s is invalid (%zu error%s)\n", path.c_str(), load.errors.size(),
-                 load.errors.size() == 1 ? "" : "s");
+    ReportConfigErrors(load.errors);
+    ReportError(path + " is invalid (" + Count(load.errors.size(), "error") + ")");
     return kExitConfig;
   }
   std::fputs(FormatConfig(*load.config).c_str(), stdout);
@@ -83,9 +107,8 @@ int RequestReload(const std::string& pid_text, const std::string& path) {
   // The supervisor re-reads the file; refuse early, with every error's place.
   ConfigLoad load = LoadConfigFile(path);
   if (!load.config) {
-    for (const ConfigError& e : load.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
-    std::fprintf(stderr, "rot13d: reload refused: %s is invalid; the running configuration stays\n",
-                 path.c_str());
+    ReportConfigErrors(load.errors);
+    ReportError("reload refused: " + path + " is invalid; the running configuration stays");
     return kExitConfig;
   }
   // The request is a real-time signal, whose default action kills: make sure
@@ -96,11 +119,17 @@ int RequestReload(const std::string& pid_text, const std::string& path) {
     if (std::fgets(buf, sizeof buf, f)) comm = buf;
     std::fclose(f);
   }
-  if (comm.empty()) {
+  // Unreadable but there: the process is hidden from us, not gone. systemd's
+  // PrivateUsers= gives ExecReload= a user namespace of its own, and with
+  // ProtectProc=invisible /proc then hides the main process (ptrace access
+  // needs the same namespace). There the pid is systemd's $MAINPID, and the
+  // signal can reach only a process of our own user anyway.
+  const bool hidden = comm.empty() && kill(pid, 0) == 0;
+  if (comm.empty() && !hidden) {
     std::fprintf(stderr, "rot13d: no process with pid %d\n", pid);
     return kExitFailure;
   }
-  if (!comm.starts_with("rot13d") || comm.starts_with("rot13d-worker")) {
+  if (!hidden && (!comm.starts_with("rot13d") || comm.starts_with("rot13d-worker"))) {
     while (!comm.empty() && comm.back() == '\n') comm.pop_back();
     std::fprintf(stderr, "rot13d: pid %d is not a rot13d supervisor (it is '%s')\n", pid, comm.c_str());
     return kExitFailure;
@@ -155,7 +184,7 @@ int RequestReload(const std::string& pid_text, const std::string& path) {
       case kReloadBootFailed: why = "the new workers did not boot; the previous ones keep serving"; break;
       case kReloadStopping: why = "rot13d is stopping"; break;
     }
-    std::fprintf(stderr, "rot13d: reload failed: %s (its log has the details)\n", why);
+    ReportError(std::string("reload failed: ") + why + " (its log has the details)");
     return code;
   }
   std::fprintf(stderr, "rot13d: no answer from pid %d within %d s; is it rot13d?\n", pid, kReloadWaitSeconds);

@@ -61,14 +61,6 @@ std::string HumanBytes(uint64_t b) {
   return s.str();
 }
 
-void LogConfigErrors(const std::vector<ConfigError>& errors) {
-  for (const ConfigError& e : errors) {
-    Log(LogLevel::kError, e.ToString(),
-        {{"CONFIG_FILE", e.file}, {"CONFIG_LINE", Num(static_cast<uint64_t>(e.line))},
-         {"CONFIG_COLUMN", Num(static_cast<uint64_t>(e.column))}});
-  }
-}
-
 class Supervisor {
  public:
   explicit Supervisor(Options options) : options_(std::move(options)) {}
