@@ -1,6 +1,7 @@
 #include "daemon/worker.h"
 
 #include <sys/epoll.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -31,14 +32,16 @@ constexpr int kAcceptBatch = 64;
 // After EMFILE/ENFILE, stop accepting for this long instead of spinning on a
 // listener that stays readable (accept(2) leaves the connection queued).
 constexpr milliseconds kAcceptPauseOnExhaustion{250};
-constexpr milliseconds kMaxTick{1000};
 constexpr std::chrono::seconds kExhaustionLogInterval{10};
 // A worker that stepped back for balance must look again soon: the others
 // fill up meanwhile, and nothing else would wake it. It looks every
 // millisecond while the siblings' total moves (a burst of arrivals), backing
 // off to kBalanceRecheckMax while nothing changes.
-constexpr milliseconds kBalanceRecheckMin{1};
-constexpr milliseconds kBalanceRecheckMax{250};
+constexpr milliseconds kBalanceRecheckMin{5};
+constexpr milliseconds kBalanceRecheckMax{50};
+// A held worker takes connections that have waited in the backlog this long
+// anyway (see RescueBacklog).
+constexpr milliseconds kBacklogRescue{20};
 // How often the counter table is scanned for siblings (workers come and go
 // with restarts and reloads; the scan reads every slot). Often at first: the
 // workers of a generation boot together and may not have their slots yet when
@@ -48,7 +51,7 @@ constexpr milliseconds kPeerScanIntervalAtBoot{5};
 constexpr std::chrono::seconds kBootScanPeriod{2};
 // A sibling whose loop has not turned for this long is stuck or stopped: it
 // does not count, so nobody steps back in favour of it. Idle loops turn at
-// least every kMaxTick.
+// least once a second (WorkerParams::tick).
 constexpr std::chrono::seconds kPeerStale{3};
 // Stepping back takes being above the share by max(kMinMargin, share / 32).
 constexpr double kMinMargin = 4;
@@ -78,7 +81,8 @@ class Worker {
 
  private:
   bool Boot();
-  void Accept(int listener);
+  void Accept(int listener, bool balanced = true);
+  void RescueBacklog();
   void ReportExhaustion(int error);
   void AddConnection(int fd);
   void OnConnectionEvent(Connection* c, uint32_t events);
@@ -113,6 +117,8 @@ class Worker {
   uint64_t balance_total_ = 0;             // open connections of this worker and its siblings
   uint64_t balance_total_seen_ = 0;        // ... at the previous loop turn
   milliseconds balance_recheck_ = kBalanceRecheckMin;
+  Clock::time_point backlog_checked_{};  // when a held worker last looked at the backlog
+  Clock::time_point backlog_seen_{};     // since when it has seen connections waiting there
   Clock::time_point last_peer_scan_{};
   Clock::time_point booted_{};
   // Taken once per loop turn, after epoll_wait: the time of every event in it.
@@ -254,15 +260,15 @@ void Worker::ScanPeers() {
   }
 }
 
-void Worker::Accept(int listener) {
-  for (int i = 0; i < kAcceptBatch && accepting_; ++i) {
+void Worker::Accept(int listener, bool balanced) {
+  for (int i = 0; i < kAcceptBatch && (accepting_ || !balanced); ++i) {
     if (open_ >= p_.max_connections) {
       // Leave further connections in the backlog for a worker with room.
       SetAccepting(false);
       return;
     }
     // While draining, this takes what the kernel already queued for us.
-    if (!draining_ && !BalanceAllowsAccepting()) {
+    if (balanced && !draining_ && !BalanceAllowsAccepting()) {
       balance_held_ = true;
       SetAccepting(false);
       return;
@@ -293,6 +299,29 @@ void Worker::Accept(int listener) {
         return;
     }
   }
+}
+
+// A held worker's insurance. Connections left in the backlog while it steps
+// back are meant for its siblings, but none may wake for them: EPOLLEXCLUSIVE
+// wakes one waiter per arrival and none for what is already queued, and a
+// stopped sibling looks alive until its heartbeat is stale. A backlog seen for
+// kBacklogRescue is taken here, balance or not.
+void Worker::RescueBacklog() {
+  if (now_ - backlog_checked_ < kBalanceRecheckMin) return;
+  backlog_checked_ = now_;
+  bool queued = false;
+  for (const UniqueFd& l : p_.listeners) {
+    pollfd p{l.get(), POLLIN, 0};
+    queued = queued || (poll(&p, 1, 0) == 1 && (p.revents & POLLIN));
+  }
+  if (!queued) {
+    backlog_seen_ = {};
+    return;
+  }
+  if (backlog_seen_ == Clock::time_point{}) backlog_seen_ = now_;
+  if (now_ - backlog_seen_ < kBacklogRescue) return;
+  backlog_seen_ = {};
+  for (const UniqueFd& l : p_.listeners) Accept(l.get(), /*balanced=*/false);
 }
 
 // Sustained exhaustion pauses accepting four times a second; say so once per
@@ -416,7 +445,7 @@ void Worker::SweepIdle(Clock::time_point now) {
 }
 
 int Worker::NextTimeoutMs(Clock::time_point now) const {
-  auto next = now + kMaxTick;
+  auto next = now + p_.tick;
   if (p_.idle_timeout.count() > 0 && oldest_) next = std::min(next, oldest_->last_active + p_.idle_timeout);
   if (!accepting_ && !draining_ && accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
   if (balance_held_) next = std::min(next, now + balance_recheck_);
@@ -461,10 +490,15 @@ int Worker::Run() {
       balance_recheck_ = kBalanceRecheckMin;
     }
     balance_total_seen_ = balance_total_;
+    if (balance_held_) {
+      RescueBacklog();
+    } else {
+      backlog_seen_ = {};
+    }
     // An exclusive wakeup can land on a worker just as it stops accepting; a
     // cheap non-blocking accept once a second makes sure nothing waits for the
     // next arrival.
-    if (now - last_tick_ >= kMaxTick) {
+    if (now - last_tick_ >= p_.tick) {
       last_tick_ = now;
       if (accepting_) {
         for (const UniqueFd& l : p_.listeners) Accept(l.get());
@@ -472,6 +506,15 @@ int Worker::Run() {
       if (getppid() != p_.supervisor_pid) return kExitFailure;  // orphaned: never serve alone
     }
     Heartbeat();
+#ifdef ROT13D_TEST_HOOKS
+    // Test builds only: the worker that unlinks the file named by
+    // ROT13D_TEST_HANG_FILE hangs for good, deaf to SIGABRT as one stuck in the
+    // kernel would be, so the tests can see the supervisor's SIGKILL after it.
+    if (const char* path = std::getenv("ROT13D_TEST_HANG_FILE"); path && unlink(path) == 0) {
+      signal(SIGABRT, SIG_IGN);
+      for (;;) pause();
+    }
+#endif
   }
   return kExitOk;
 }

@@ -19,6 +19,9 @@ struct WorkerParams {
   size_t buffer_size = 64 * 1024;
   int max_connections = 10000;
   std::chrono::milliseconds idle_timeout{0};  // 0 = never
+  // The longest wait between two turns of the loop, each of which stamps the
+  // heartbeat: well under the supervisor's heartbeat_timeout.
+  std::chrono::milliseconds tick{1000};
   WorkerStats* stats = nullptr;               // this worker's shared slot
   // Every slot of the shared counter table (this worker's included), read to
   // balance accepts across the workers that share its listeners. Null: no

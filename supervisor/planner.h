@@ -41,8 +41,9 @@ struct RestartPolicy {
   int max_boot_failures = 5;
   // A new generation must have every worker accepting within this time.
   milliseconds boot_timeout{30000};
-  // A hung worker gets SIGABRT (for its core), then SIGKILL this much later.
-  milliseconds hung_kill_grace{500};
+  // A hung worker gets SIGABRT (for its core), then SIGKILL this much later:
+  // time to write a core of a worker holding many connection buffers.
+  milliseconds hung_kill_grace{2000};
   // A generation in a crash loop forks at most once per this interval.
   milliseconds governed_fork_interval{1000};
 };

@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -145,8 +146,12 @@ class Supervisor {
   RepeatFilter deaths_{kRepeatWindow, kRepeatBurst};
   std::map<std::string, std::pair<LogLevel, std::string>> death_summaries_;
   // Requesters of `rot13d --reload` (pids): for the reload in progress, and for the next.
-  std::vector<pid_t> reload_answer_to_;
-  std::vector<pid_t> reload_next_answer_to_;
+  // pidfds of the `rot13d --reload` processes waiting for an answer: a pidfd,
+  // not a pid, so an answer never reaches a stranger that reused the pid of a
+  // requester that gave up (the answer is a real-time signal, which kills).
+  std::vector<UniqueFd> reload_answer_to_;
+  std::vector<UniqueFd> reload_next_answer_to_;
+  void AnswerQueuedRequestsToo();
   std::optional<Identity> identity_;  // who we became after binding, when started as root
 };
 
@@ -352,6 +357,8 @@ void Supervisor::Spawn(WorkerRecord& w) {
     for (int s : {SIGTERM, SIGINT, SIGQUIT}) sigaddset(&mask, s);
     sigprocmask(SIG_SETMASK, &mask, nullptr);
     epoll_.reset();
+    reload_answer_to_.clear();
+    reload_next_answer_to_.clear();
     signals_.reset();
     timer_.reset();
     ConfigureLogging(config.log_level, config.log_target);  // a canary logs as its config says
@@ -364,6 +371,8 @@ void Supervisor::Spawn(WorkerRecord& w) {
     params.buffer_size = config.buffer_size;
     params.max_connections = config.max_connections;
     params.idle_timeout = config.idle_timeout;
+    // Four heartbeats per heartbeat_timeout at least, so an idle worker never looks hung.
+    if (config.heartbeat_timeout.count() > 0) params.tick = std::min(params.tick, config.heartbeat_timeout / 4);
     params.stats = &stats;
     params.all_stats = &stats_->at(0);
     params.all_stats_count = stats_->size();
@@ -528,7 +537,9 @@ void Supervisor::SignalWorker(pid_t pid, int sig) {
     Log(LogLevel::kWarning, "kill " + Num(static_cast<uint64_t>(pid)) + ": " + std::strerror(errno));
   }
   if (sig == SIGKILL) {
-    w->state = WorkerState::kDraining;
+    // A hung worker that outlived its SIGABRT stays a serving one, to be
+    // replaced in its slot when it is reaped; any other is on its way out.
+    if (!w->hung) w->state = WorkerState::kDraining;
     w->kill_sent = true;
   } else if (w->state != WorkerState::kDraining) {
     w->state = WorkerState::kDraining;
@@ -605,13 +616,24 @@ void Supervisor::RecordBootFailure(uint64_t generation, TimePoint now) {
   }
 }
 
+void Supervisor::AnswerQueuedRequestsToo() {
+  for (UniqueFd& fd : reload_next_answer_to_) reload_answer_to_.push_back(std::move(fd));
+  reload_next_answer_to_.clear();
+}
+
+// What sigqueue(3) sends, through the requester's pidfd. (syscall(2): the
+// <sys/pidfd.h> of Debian 12's glibc 2.36 lacks extern "C" for C++.)
 void Supervisor::AnswerReload(int answer) {
-  for (pid_t pid : reload_answer_to_) {
-    sigval value{};
-    value.sival_int = answer;
-    if (sigqueue(pid, ReloadAnswerSignal(), value) != 0 && errno != ESRCH) {
-      Log(LogLevel::kWarning, "answering the reload request of pid " + Num(static_cast<uint64_t>(pid)) + ": " +
-                                  std::strerror(errno));
+  for (const UniqueFd& fd : reload_answer_to_) {
+    siginfo_t info;
+    std::memset(&info, 0, sizeof info);
+    info.si_signo = ReloadAnswerSignal();
+    info.si_code = SI_QUEUE;
+    info.si_pid = self_;
+    info.si_uid = getuid();
+    info.si_value.sival_int = answer;
+    if (syscall(SYS_pidfd_send_signal, fd.get(), ReloadAnswerSignal(), &info, 0) != 0 && errno != ESRCH) {
+      Log(LogLevel::kWarning, std::string("answering a reload request: ") + std::strerror(errno));
     }
   }
   reload_answer_to_.clear();
@@ -742,8 +764,7 @@ void Supervisor::Reload() {
     return;
   }
   // Whoever asked for this reload (or while the last one was in progress) gets its answer.
-  reload_answer_to_.insert(reload_answer_to_.end(), reload_next_answer_to_.begin(), reload_next_answer_to_.end());
-  reload_next_answer_to_.clear();
+  AnswerQueuedRequestsToo();
   notify_.Reloading();
   Log(LogLevel::kInfo, "reloading configuration from " + options_.config_path,
       {{"CONFIG_FILE", options_.config_path}});
@@ -777,8 +798,7 @@ void Supervisor::BeginStop(bool immediately) {
   }
   stopping_ = true;
   reload_queued_ = false;
-  reload_answer_to_.insert(reload_answer_to_.end(), reload_next_answer_to_.begin(), reload_next_answer_to_.end());
-  reload_next_answer_to_.clear();
+  AnswerQueuedRequestsToo();
   AnswerReload(kReloadStopping);
   // Refuse new clients now instead of letting the kernel queue connections
   // that nobody will accept. Sockets from systemd stay: it keeps their queue
@@ -797,7 +817,8 @@ void Supervisor::OnSignals() {
     // A real-time signal, so requests queue instead of merging with a pending SIGHUP.
     if (static_cast<int>(si.ssi_signo) == ReloadRequestSignal()) {
       if (si.ssi_code != SI_QUEUE || si.ssi_int != kReloadRequest) continue;
-      reload_next_answer_to_.push_back(static_cast<pid_t>(si.ssi_pid));
+      // A requester already gone (ESRCH) gets no answer; the reload still runs.
+      if (int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(si.ssi_pid), 0)); fd >= 0) reload_next_answer_to_.emplace_back(fd);
       si.ssi_signo = SIGHUP;
     }
     switch (si.ssi_signo) {

@@ -2,6 +2,7 @@
 // on the listeners, doing nothing) is found by its stale heartbeat and replaced
 // within heartbeat_timeout + 1 s.
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <random>
@@ -89,6 +90,58 @@ TEST_F(HangFaultTest, StoppedWorkerIsReplacedWithinHeartbeatTimeoutPlusOneSecond
   EXPECT_TRUE(pv.violations.empty()) << "new connections failed:" << Join(pv.violations);
   EXPECT_EQ(s.refused + p.refused, 0u);
   EXPECT_EQ(s.corrupt_bytes + p.corrupt_bytes, 0u);
+}
+
+// A hung worker that SIGABRT does not end (stuck in the kernel, or ignoring
+// it: here the test-hook build's ROT13D_TEST_HANG_FILE) gets SIGKILL after the
+// grace and is replaced in its slot: the generation keeps its worker count.
+TEST_F(HangFaultTest, HungWorkerDeafToSigabrtIsKilledAndReplaced) {
+  constexpr int kRounds = 2;
+  Figures fig;
+  const std::string hang_file = dir_.File("hang");
+  Daemon::Options options;
+  options.binary = blackbox::TestHooksDaemonPath();
+  options.extra_env.push_back("ROT13D_TEST_HANG_FILE=" + hang_file);
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 2\nheartbeat_timeout = 1\n", 2, options));
+  std::vector<double> replaced_ms;
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round + 1));
+    const std::vector<pid_t> before = LiveChildren(daemon_->pid());
+    ASSERT_EQ(before.size(), 2u);
+    auto t0 = Clock::now();
+    dir_.Write("hang", "x");  // the first worker to see it hangs and removes it
+    ASSERT_TRUE(WaitFor([&] { return access(hang_file.c_str(), F_OK) != 0; }, 5s)) << "no worker took the hang";
+    pid_t victim = 0;
+    ASSERT_TRUE(daemon_->WaitForLogCount("is hung", static_cast<size_t>(round + 1), 5s));
+    for (const LogLine& l : ParseLog(daemon_->Log())) {
+      for (pid_t p : before) {
+        if (l.message.find("worker " + std::to_string(p) + " ") != std::string::npos &&
+            l.message.find("is hung") != std::string::npos) {
+          victim = p;
+        }
+      }
+    }
+    ASSERT_NE(victim, 0) << daemon_->Log();
+    bool replaced = WaitFor([&] {
+      std::vector<pid_t> now = LiveChildren(daemon_->pid());
+      return now.size() == 2 && !std::count(now.begin(), now.end(), victim);
+    }, 10s, 5ms);
+    replaced_ms.push_back(Millis(Clock::now() - t0));
+    if (!replaced) kill(victim, SIGKILL);
+    ASSERT_TRUE(replaced) << "hung worker " << victim << " not replaced; workers now "
+                          << LiveChildren(daemon_->pid()).size() << "\n" << daemon_->Log();
+    if (round == 0) {  // the same death again within 10 s is only counted (crash-loop log collapse)
+      EXPECT_TRUE(daemon_->WaitForLog("worker " + std::to_string(victim) + " (slot", 2s));
+      EXPECT_TRUE(daemon_->LogContains("killed by SIGKILL after it hung")) << daemon_->Log();
+    }
+    // Both workers serve: enough fresh connections to reach each of them.
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(FreshRoundTrip("Hello"), "Uryyb");
+  }
+  fig.Add("rounds", kRounds)
+      .Add("replaced_ms_min", *std::min_element(replaced_ms.begin(), replaced_ms.end()))
+      .Add("replaced_ms_max", *std::max_element(replaced_ms.begin(), replaced_ms.end()));
+  // Heartbeat timeout (1 s) + the SIGKILL grace (2 s) + the restart backoff, with slack.
+  EXPECT_LT(*std::max_element(replaced_ms.begin(), replaced_ms.end()), kSanitized ? 10000.0 : 5000.0);
 }
 
 }  // namespace
