@@ -2,10 +2,10 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -84,6 +84,7 @@ class Supervisor {
   void RecordBootFailure(uint64_t generation, TimePoint now);
   void LogRepeatedDeaths(TimePoint now);
   void AnswerReload(int answer);
+  void AnswerQueuedRequestsToo();  // the reload starting now answers the queued requests
   Status DropPrivileges(const Config& config);
   std::vector<std::string> RetiredListeners() const;
   void ApplyListenerSettings(const Config& config);
@@ -145,13 +146,12 @@ class Supervisor {
   // Worker deaths: repeated identical messages are counted, not logged each time.
   RepeatFilter deaths_{kRepeatWindow, kRepeatBurst};
   std::map<std::string, std::pair<LogLevel, std::string>> death_summaries_;
-  // Requesters of `rot13d --reload` (pids): for the reload in progress, and for the next.
-  // pidfds of the `rot13d --reload` processes waiting for an answer: a pidfd,
+  // Requesters of `rot13d --reload`, for the reload in progress and for the
+  // next, as pidfds of the processes waiting for an answer: a pidfd,
   // not a pid, so an answer never reaches a stranger that reused the pid of a
   // requester that gave up (the answer is a real-time signal, which kills).
   std::vector<UniqueFd> reload_answer_to_;
   std::vector<UniqueFd> reload_next_answer_to_;
-  void AnswerQueuedRequestsToo();
   std::optional<Identity> identity_;  // who we became after binding, when started as root
 };
 
