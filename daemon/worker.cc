@@ -28,6 +28,7 @@ using std::chrono::milliseconds;
 
 constexpr uint64_t kListenerTag = 1ull << 62;
 constexpr uint64_t kSignalTag = 1ull << 61;
+constexpr uint64_t kNudgeTag = 1ull << 60;
 constexpr int kAcceptBatch = 64;
 // After EMFILE/ENFILE, stop accepting for this long instead of spinning on a
 // listener that stays readable (accept(2) leaves the connection queued).
@@ -158,6 +159,11 @@ bool Worker::Boot() {
   ev.events = EPOLLIN;
   ev.data.u64 = kSignalTag;
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev) != 0) return false;
+  if (p_.nudge_fd.valid()) {
+    ev.events = EPOLLIN | EPOLLET;  // every write is an edge; nobody reads it
+    ev.data.u64 = kNudgeTag;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p_.nudge_fd.get(), &ev) != 0) return false;
+  }
   // Workers serve the same listeners when they hold the same socket inodes
   // (shared across fork); the key names that set, so a worker balances only
   // against siblings that can take the connections it leaves.
@@ -271,6 +277,11 @@ void Worker::Accept(int listener, bool balanced) {
     if (balanced && !draining_ && !BalanceAllowsAccepting()) {
       balance_held_ = true;
       SetAccepting(false);
+      // Mid-batch: more are likely queued, and only a nudge wakes a sibling for them.
+      if (i > 0 && p_.nudge_fd.valid()) {
+        uint64_t one = 1;
+        (void)!write(p_.nudge_fd.get(), &one, sizeof one);
+      }
       return;
     }
     int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -470,10 +481,13 @@ int Worker::Run() {
     if (now_ - last_peer_scan_ >= (now_ - booted_ < kBootScanPeriod ? kPeerScanIntervalAtBoot : kPeerScanInterval)) {
       ScanPeers();
     }
+    bool nudged = false;
     for (int i = 0; i < n; ++i) {
       uint64_t tag = events[i].data.u64;
       if (tag == kSignalTag) {
         OnSignal();
+      } else if (tag == kNudgeTag) {
+        nudged = true;
       } else if (tag & kListenerTag) {
         size_t index = tag & ~kListenerTag;
         if (accepting_ && index < p_.listeners.size()) Accept(p_.listeners[index].get());
@@ -494,6 +508,12 @@ int Worker::Run() {
       RescueBacklog();
     } else {
       backlog_seen_ = {};
+    }
+    // Rung by a sibling that stepped back with connections still queued:
+    // nothing else wakes us for those (EPOLLEXCLUSIVE wakes one waiter per
+    // arrival, none for what is already waiting).
+    if (nudged && accepting_) {
+      for (const UniqueFd& l : p_.listeners) Accept(l.get());
     }
     // An exclusive wakeup can land on a worker just as it stops accepting; a
     // cheap non-blocking accept once a second makes sure nothing waits for the

@@ -29,6 +29,10 @@ struct WorkerParams {
   const WorkerStats* all_stats = nullptr;
   size_t all_stats_count = 0;
   BorrowedFd ready_fd;                        // eventfd poked when the worker's phase changes
+  // An eventfd every worker watches, edge-triggered, and never reads: a write
+  // wakes them all. A worker that steps back for balance while connections
+  // are queued rings it, since queued connections wake nobody else.
+  BorrowedFd nudge_fd;
   pid_t supervisor_pid = 0;
 };
 

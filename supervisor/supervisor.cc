@@ -113,6 +113,7 @@ class Supervisor {
   pid_t self_ = 0;
 
   UniqueFd epoll_, signals_, timer_, ready_;
+  UniqueFd nudge_;  // workers' shared doorbell for accept balance (see daemon/worker.h)
   std::optional<StatsTable> stats_;
   std::vector<int> free_stats_;
 
@@ -172,6 +173,8 @@ Status Supervisor::SetUp() {
   if (!timer_) return ErrnoErr() << "timerfd_create";
   ready_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!ready_) return ErrnoErr() << "eventfd";
+  nudge_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!nudge_) return ErrnoErr() << "eventfd";
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) return ErrnoErr() << "epoll_create1";
   for (auto [fd, tag] : {std::pair{signals_.get(), kTagSignal}, {timer_.get(), kTagTimer},
@@ -377,6 +380,7 @@ void Supervisor::Spawn(WorkerRecord& w) {
     params.all_stats = &stats_->at(0);
     params.all_stats_count = stats_->size();
     params.ready_fd = ready_.borrow();
+    params.nudge_fd = nudge_.borrow();
     params.supervisor_pid = self_;
     _exit(daemon::RunWorker(std::move(params)));
   }
