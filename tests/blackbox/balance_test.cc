@@ -1,17 +1,13 @@
 // Accept balance: long-lived connections arriving over time spread evenly over the workers.
 //
-// Who holds a connection is read the way an operator would: the established
-// TCP sockets on the daemon's port (/proc/net/tcp) matched by inode against
-// each worker's open descriptors (/proc/<pid>/fd).
-#include <dirent.h>
+// Who holds a connection is read the way an operator would (ServerSideOwners:
+// /proc/net/tcp matched by inode against each worker's /proc/<pid>/fd).
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
-#include <set>
 #include <sstream>
 #include <thread>
 
@@ -19,45 +15,6 @@
 
 namespace rot13d::blackbox {
 namespace {
-
-// Inodes of the established sockets whose local port is `port`: the server's ends.
-std::set<unsigned long> EstablishedServerInodes(uint16_t port) {
-  std::set<unsigned long> inodes;
-  std::istringstream in(ReadFile("/proc/net/tcp"));
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-    std::istringstream fields(line);
-    std::string sl, local, remote, state, queues, timer, retransmits, uid, timeout;
-    unsigned long inode = 0;
-    if (!(fields >> sl >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode)) {
-      continue;
-    }
-    size_t colon = local.find(':');
-    if (colon == std::string::npos || state != "01") continue;  // 01 = ESTABLISHED
-    if (std::strtoul(local.c_str() + colon + 1, nullptr, 16) == port) inodes.insert(inode);
-  }
-  return inodes;
-}
-
-// How many of `server_ends` the process holds open.
-size_t HeldBy(pid_t pid, const std::set<unsigned long>& server_ends) {
-  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* d = opendir(dir.c_str());
-  if (!d) return 0;
-  size_t n = 0;
-  while (dirent* e = readdir(d)) {
-    char target[64];
-    ssize_t len = readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
-    if (len <= 0) continue;
-    target[len] = '\0';
-    unsigned long inode = 0;
-    if (std::sscanf(target, "socket:[%lu]", &inode) == 1 && server_ends.count(inode)) ++n;
-  }
-  closedir(d);
-  return n;
-}
 
 class BalanceTest : public DaemonTest, public ::testing::WithParamInterface<int> {
  protected:
@@ -73,9 +30,10 @@ class BalanceTest : public DaemonTest, public ::testing::WithParamInterface<int>
   }
 
   std::map<pid_t, size_t> PerWorker() const {
-    std::set<unsigned long> ends = EstablishedServerInodes(port_);
+    std::vector<pid_t> workers = daemon_->Workers();
     std::map<pid_t, size_t> held;
-    for (pid_t w : daemon_->Workers()) held[w] = HeldBy(w, ends);
+    for (pid_t w : workers) held[w] = 0;
+    for (auto [client_port, pid] : ServerSideOwners(port_, workers)) ++held[pid];
     return held;
   }
 

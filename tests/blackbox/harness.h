@@ -79,6 +79,10 @@ std::vector<pid_t> GroupPids(pid_t pgid);
 bool ProcessAlive(pid_t pid);
 // VmRSS in bytes, or -1 when it cannot be read.
 long RssBytes(pid_t pid);
+// For each established loopback IPv4 TCP connection to server_port whose server side one of
+// `pids` holds: client port -> that pid. Read as an operator would: the
+// sockets of /proc/net/tcp matched by inode against each pid's /proc/PID/fd.
+std::vector<std::pair<uint16_t, pid_t>> ServerSideOwners(uint16_t server_port, const std::vector<pid_t>& pids);
 
 // rot13 as the daemon should apply it: letters rotate, every other byte passes.
 std::string Rot13(std::string_view in);

@@ -560,43 +560,6 @@ long PeakRssBytes(pid_t pid) {
   return -1;
 }
 
-std::vector<std::pair<uint16_t, pid_t>> ServerSideOwners(uint16_t server_port, const std::vector<pid_t>& pids) {
-  // /proc/net/tcp: "sl local rem st tx:rx tr:when retr uid timeout inode ...", addresses in hex.
-  std::map<unsigned long, uint16_t> client_by_inode;
-  std::istringstream table(blackbox::ReadFile("/proc/net/tcp"));
-  std::string line;
-  std::getline(table, line);  // header
-  while (std::getline(table, line)) {
-    std::istringstream f(line);
-    std::string sl, local, remote, st, queues, timer, retr, uid, timeout;
-    unsigned long inode = 0;
-    if (!(f >> sl >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode)) continue;
-    size_t lc = local.find(':'), rc = remote.find(':');
-    if (lc == std::string::npos || rc == std::string::npos || inode == 0) continue;
-    if (std::stoul(local.substr(lc + 1), nullptr, 16) != server_port) continue;
-    client_by_inode[inode] = static_cast<uint16_t>(std::stoul(remote.substr(rc + 1), nullptr, 16));
-  }
-  std::vector<std::pair<uint16_t, pid_t>> out;
-  for (pid_t pid : pids) {
-    std::string dir_path = "/proc/" + std::to_string(pid) + "/fd";
-    DIR* dir = opendir(dir_path.c_str());
-    if (!dir) continue;
-    while (dirent* e = readdir(dir)) {
-      if (e->d_name[0] == '.') continue;
-      char target[64];
-      ssize_t n = readlink((dir_path + "/" + e->d_name).c_str(), target, sizeof target - 1);
-      if (n <= 0) continue;
-      target[n] = '\0';
-      unsigned long inode = 0;
-      if (std::sscanf(target, "socket:[%lu]", &inode) != 1) continue;
-      auto it = client_by_inode.find(inode);
-      if (it != client_by_inode.end()) out.emplace_back(it->second, pid);
-    }
-    closedir(dir);
-  }
-  return out;
-}
-
 PrivateNetwork::PrivateNetwork() {
   original_.Reset(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   if (!original_.valid()) {

@@ -133,9 +133,7 @@ int OpenFdCount(pid_t pid);
 double CpuSeconds(pid_t pid);
 // VmHWM (peak RSS) in bytes, or -1.
 long PeakRssBytes(pid_t pid);
-// For each loopback IPv4 TCP connection to server_port whose server side one of
-// `pids` holds: client port -> that pid.
-std::vector<std::pair<uint16_t, pid_t>> ServerSideOwners(uint16_t server_port, const std::vector<pid_t>& pids);
+using blackbox::ServerSideOwners;
 
 // Moves the calling thread into a new network namespace with only loopback (up);
 // daemons and threads it starts meanwhile live there too. The destructor moves
