@@ -8,11 +8,13 @@
 #include <cmath>
 #include <cstring>
 #include <algorithm>
+#include <map>
 #include <tuple>
 #include <sstream>
 
 #include "common/log.h"
 #include "common/unique_fd.h"
+#include "common/users.h"
 
 // toml++ reports problems with exceptions; they stop at this file's boundary.
 #include <toml++/toml.h>
@@ -127,6 +129,11 @@ void ApplyKey(Validator& check, Config& c, std::string_view key, const toml::nod
       auto address = ParseListenAddress(*text);
       if (!address) {
         check.Fail(item.source(), "'listen': " + address.error().message());
+        continue;
+      }
+      if (address->kind != ListenAddress::Kind::kUnix && address->port == 0) {
+        check.Fail(item.source(), "'listen': port 0 in " + address->ToString() +
+                                      " would bind a random port; name the port to listen on");
         continue;
       }
       if (std::find(c.listen.begin(), c.listen.end(), *address) != c.listen.end()) {
@@ -295,6 +302,8 @@ ConfigLoad ParseConfig(std::string_view text, std::string_view file_name) {
       continue;
     }
     ApplyKey(check, c, key.str(), value);
+    out.places[std::string(key.str())] = {static_cast<int>(value.source().begin.line),
+                                          static_cast<int>(value.source().begin.column)};
   }
   out.errors = check.Take();
   // toml++ iterates keys in sorted order; report in file order.
@@ -305,17 +314,59 @@ ConfigLoad ParseConfig(std::string_view text, std::string_view file_name) {
   return out;
 }
 
-ConfigLoad LoadConfigFile(const std::string& path) {
+// The users and groups the file names must exist (a numeric id need not):
+// found now, not at start after "listening on", nor at a reload.
+std::vector<ConfigError> ResolveNames(const Config& c, const std::map<std::string, ConfigPlace>& places,
+                                      const std::string& path) {
+  std::vector<ConfigError> errors;
+  auto fail = [&](const char* key, const Error& e) {
+    auto it = places.find(key);
+    ConfigPlace at = it == places.end() ? ConfigPlace{} : it->second;
+    errors.push_back({path, at.line, at.column, "'" + std::string(key) + "': " + e.ToString()});
+  };
+  auto user = LookupUser(c.user);
+  if (!user) fail("user", user.error());
+  if (!c.group.empty()) {
+    if (auto g = LookupGroup(c.group); !g) fail("group", g.error());
+  } else if (user && !user->named) {
+    fail("user", Err() << "uid " << c.user << " has no passwd entry, so no primary group: set 'group' too");
+  }
+  if (!c.socket_user.empty()) {
+    if (auto u = LookupUser(c.socket_user); !u) fail("socket_user", u.error());
+  }
+  if (!c.socket_group.empty()) {
+    if (auto g = LookupGroup(c.socket_group); !g) fail("socket_group", g.error());
+  }
+  return errors;
+}
+
+std::string FileTypeName(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+ConfigLoad LoadConfigFile(const std::string& path, const LoadOptions& options) {
   auto fail = [&](std::string message) {
     ConfigLoad out;
     out.errors.push_back({path, 0, 0, std::move(message)});
+    out.unreadable = true;
     return out;
   };
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return fail(std::string("cannot open: ") + std::strerror(errno));
+  auto fail_errno = [&](const char* what) { return fail(Error(ErrnoErr() << what).ToString()); };
+  // Only a regular file is read: open(2) of a FIFO without a writer blocks
+  // forever, and a device may do anything. stat first, so nothing else is
+  // even opened; O_NONBLOCK and fstat close the race with a rename in between.
   struct stat st {};
-  if (fstat(fd.get(), &st) != 0) return fail(std::string("cannot stat: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return fail("not a regular file");
+  if (stat(path.c_str(), &st) != 0) return fail_errno("cannot open");
+  if (!S_ISREG(st.st_mode)) return fail("cannot read: it is " + FileTypeName(st.st_mode) + ", not a regular file");
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd) return fail_errno("cannot open");
+  if (fstat(fd.get(), &st) != 0) return fail_errno("cannot stat");
+  if (!S_ISREG(st.st_mode)) return fail("cannot read: it is " + FileTypeName(st.st_mode) + ", not a regular file");
   std::string text;
   char buf[16384];
   while (true) {
@@ -323,11 +374,16 @@ ConfigLoad LoadConfigFile(const std::string& path) {
     if (n == 0) break;
     if (n < 0) {
       if (errno == EINTR) continue;
-      return fail(std::string("read error: ") + std::strerror(errno));
+      return fail_errno("cannot read");
     }
     text.append(buf, static_cast<size_t>(n));
   }
-  return ParseConfig(text, path);
+  ConfigLoad load = ParseConfig(text, path);
+  if (load.config && options.resolve_names) {
+    load.errors = ResolveNames(*load.config, load.places, path);
+    if (!load.errors.empty()) load.config.reset();
+  }
+  return load;
 }
 
 std::string FormatConfig(const Config& c) {

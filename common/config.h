@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -57,15 +58,28 @@ struct ConfigError {
   std::string ToString() const;
 };
 
+struct ConfigPlace {
+  int line = 0;
+  int column = 0;
+};
+
 struct ConfigLoad {
   std::optional<Config> config;     // set only when errors is empty
   std::vector<ConfigError> errors;  // every problem found, in file order
+  std::map<std::string, ConfigPlace> places;  // where each key's value is
+  bool unreadable = false;  // the file could not be read at all (its one error says why)
 };
 
 // Parses and validates TOML text; file_name is used in error positions.
 ConfigLoad ParseConfig(std::string_view text, std::string_view file_name);
-// Reads and parses a file; a missing or unreadable file is an error at line 0.
-ConfigLoad LoadConfigFile(const std::string& path);
+
+struct LoadOptions {
+  // Also check that the users and groups named exist on this system.
+  bool resolve_names = true;
+};
+// Reads and parses a regular file (anything else, a FIFO above all, is refused
+// without being opened); a missing or unreadable file is an error at line 0.
+ConfigLoad LoadConfigFile(const std::string& path, const LoadOptions& options = {});
 
 // Logs each error at error priority with CONFIG_FILE, CONFIG_LINE and CONFIG_COLUMN fields.
 void LogConfigErrors(const std::vector<ConfigError>& errors);

@@ -26,7 +26,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: rot13d [--config PATH] [--check-config]\n"
+    "Usage: rot13d [--config PATH] [--check-config [--quiet]]\n"
     "       rot13d [--config PATH] --reload PID\n"
     "       rot13d --version | --help\n"
     "\n"
@@ -37,6 +37,7 @@ constexpr const char* kUsage =
     "                       when that file does not exist, embedded defaults)\n"
     "  -t, --check-config   validate the configuration, print the effective\n"
     "                       settings, exit 0 if valid and 3 if not\n"
+    "  -q, --quiet          with --check-config: print only errors\n"
     "  -r, --reload PID     check the configuration, ask the supervisor PID to\n"
     "                       reload it and wait for the outcome: exit 0 once the\n"
     "                       new workers serve, 3 if the file is invalid, 1 if\n"
@@ -71,24 +72,30 @@ void ReportError(const std::string& message) {
   std::fprintf(stderr, "rot13d: %s\n", message.c_str());
 }
 
-int CheckConfig(const std::string& path, bool given) {
+// --check-config: the effective configuration on stdout unless quiet (as
+// nginx -t -q), the verdict on stderr, every error as file:line:column.
+int CheckConfig(const std::string& path, bool given, bool quiet) {
   using namespace rot13d;
-  FILE* probe = given ? nullptr : std::fopen(path.c_str(), "r");
-  if (!given && !probe && errno == ENOENT) {
-    std::fputs(FormatConfig(Config::Defaults()).c_str(), stdout);
-    std::fprintf(stderr, "rot13d: no configuration file at %s; the embedded defaults above are valid\n",
-                 path.c_str());
+  struct stat st {};
+  if (!given && stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+    if (!quiet) {
+      std::fputs(FormatConfig(Config::Defaults()).c_str(), stdout);
+      std::fprintf(stderr, "rot13d: no configuration file at %s; the embedded defaults above are valid\n",
+                   path.c_str());
+    }
     return kExitOk;
   }
-  if (probe) std::fclose(probe);
   ConfigLoad load = LoadConfigFile(path);
   if (!load.config) {
     ReportConfigErrors(load.errors);
-    ReportError(path + " is invalid (" + Count(load.errors.size(), "error") + ")");
+    ReportError(load.unreadable ? path + " cannot be read"
+                                : path + " is invalid (" + Count(load.errors.size(), "error") + ")");
     return kExitConfig;
   }
-  std::fputs(FormatConfig(*load.config).c_str(), stdout);
-  std::fprintf(stderr, "rot13d: %s is valid\n", path.c_str());
+  if (!quiet) {
+    std::fputs(FormatConfig(*load.config).c_str(), stdout);
+    std::fprintf(stderr, "rot13d: %s is valid\n", path.c_str());
+  }
   return kExitOk;
 }
 
@@ -108,7 +115,8 @@ int RequestReload(const std::string& pid_text, const std::string& path) {
   ConfigLoad load = LoadConfigFile(path);
   if (!load.config) {
     ReportConfigErrors(load.errors);
-    ReportError("reload refused: " + path + " is invalid; the running configuration stays");
+    ReportError("reload refused: " + path + (load.unreadable ? " cannot be read" : " is invalid") +
+                "; the running configuration stays");
     return kExitConfig;
   }
   // The request is a real-time signal, whose default action kills: make sure
@@ -180,6 +188,10 @@ int RequestReload(const std::string& pid_text, const std::string& path) {
         why = "the supervisor found the file invalid (it changed after this check?)";
         code = kExitConfig;
         break;
+      case kReloadUnreadable:
+        why = "the supervisor cannot read the file";
+        code = kExitConfig;
+        break;
       case kReloadCannotListen: why = "a new listen address could not be bound"; break;
       case kReloadBootFailed: why = "the new workers did not boot; the previous ones keep serving"; break;
       case kReloadStopping: why = "rot13d is stopping"; break;
@@ -198,6 +210,7 @@ int main(int argc, char** argv) {
   supervisor::Options options;
   options.config_path = kDefaultConfigPath;
   bool check = false;
+  bool quiet = false;
   std::string reload_pid;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -209,6 +222,8 @@ int main(int argc, char** argv) {
       return kExitOk;
     } else if (arg == "-t" || arg == "--check-config") {
       check = true;
+    } else if (arg == "-q" || arg == "--quiet") {
+      quiet = true;
     } else if (arg == "-r" || arg == "--reload") {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "rot13d: %s needs the supervisor's pid\n%s", argv[i], kUsage);
@@ -230,7 +245,7 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
   }
-  if (check) return CheckConfig(options.config_path, options.config_path_given);
+  if (check) return CheckConfig(options.config_path, options.config_path_given, quiet);
   if (!reload_pid.empty()) return RequestReload(reload_pid, options.config_path);
   ConfigureLogging(LogLevel::kInfo, LogTarget::kAuto);
   return supervisor::Run(options);

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "common/capabilities.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
 #include "daemon/connection.h"
@@ -82,6 +83,7 @@ class Worker {
 
  private:
   bool Boot();
+  static bool BootFailed(const Error& e);
   void Accept(int listener, bool balanced = true);
   void RescueBacklog();
   void ReportExhaustion(int error);
@@ -143,26 +145,28 @@ bool Worker::Boot() {
 #endif
   // Die with the supervisor; the getppid check closes the race with a parent
   // that died before prctl ran (prctl(2), PR_SET_PDEATHSIG).
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != p_.supervisor_pid) return false;
-  prctl(PR_SET_NAME, "rot13d-worker");  // tells workers from the supervisor in ps and top
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return BootFailed(ErrnoErr() << "prctl(PR_SET_PDEATHSIG)");
+  if (getppid() != p_.supervisor_pid) return BootFailed(Err() << "the supervisor exited before the worker started");
+  // Tells workers from the supervisor in ps and top; cosmetic, so unchecked.
+  (void)prctl(PR_SET_NAME, "rot13d-worker");
 
-  sigset_t mask;
-  sigemptyset(&mask);
-  for (int s : {SIGTERM, SIGINT, SIGQUIT}) sigaddset(&mask, s);
-  signals_.reset(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  auto signals = OpenSignalFd(WorkerSignals());
+  if (!signals) return BootFailed(signals.error());
+  signals_ = std::move(*signals);
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
-  if (!signals_ || !epoll_) {
-    Log(LogLevel::kError, std::string("worker setup failed: ") + std::strerror(errno));
-    return false;
-  }
+  if (!epoll_) return BootFailed(ErrnoErr() << "epoll_create1");
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kSignalTag;
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev) != 0) return false;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev) != 0) {
+    return BootFailed(ErrnoErr() << "epoll_ctl(signalfd)");
+  }
   if (p_.nudge_fd.valid()) {
     ev.events = EPOLLIN | EPOLLET;  // every write is an edge; nobody reads it
     ev.data.u64 = kNudgeTag;
-    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p_.nudge_fd.get(), &ev) != 0) return false;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p_.nudge_fd.get(), &ev) != 0) {
+      return BootFailed(ErrnoErr() << "epoll_ctl(nudge eventfd)");
+    }
   }
   // Workers serve the same listeners when they hold the same socket inodes
   // (shared across fork); the key names that set, so a worker balances only
@@ -181,12 +185,17 @@ bool Worker::Boot() {
   p_.stats->listener_key.store(listener_key_, std::memory_order_relaxed);
   now_ = booted_ = Clock::now();
   SetAccepting(true);
-  if (!accepting_) return false;
+  if (!accepting_) return false;  // SetAccepting logged why
   Heartbeat();
   p_.stats->SetPhase(WorkerPhase::kAccepting);  // release: the fields above are visible with it
   ScanPeers();
   WakeSupervisor();
   return true;
+}
+
+bool Worker::BootFailed(const Error& e) {
+  Log(LogLevel::kError, "worker cannot boot: " + e.ToString());
+  return false;
 }
 
 // The supervisor reads phases from shared memory; this tells it to look now.
@@ -445,8 +454,12 @@ void Worker::StartDrain() {
 void Worker::OnSignal() {
   signalfd_siginfo si{};
   while (read(signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-    if (si.ssi_signo == SIGQUIT) quit_ = true;
-    else StartDrain();
+    switch (si.ssi_signo) {
+      case SIGQUIT: quit_ = true; break;
+      case SIGTERM:
+      case SIGINT: StartDrain(); break;
+      default: break;  // a stray signal, or one sent to the whole group for the supervisor
+    }
   }
 }
 
@@ -554,7 +567,20 @@ bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<cons
   return own_open <= share + std::max(kMinMargin, share * kMarginFraction);
 }
 
+SignalSet WorkerSignals() { return SignalSet::AllBlockable().Without({SIGABRT, SIGPIPE}); }
+
 int RunWorker(WorkerParams params) {
+  // Mask first: from then on nothing pending can act before the dispositions
+  // are what a worker needs.
+  Status ready = SetSignalMask(WorkerSignals());
+  if (ready) ready = ResetSignalDispositions(SignalSet::Of({SIGPIPE}));
+  if (ready && signal(SIGPIPE, SIG_IGN) == SIG_ERR) ready = ErrnoErr() << "ignoring SIGPIPE";
+  // A worker serves untrusted clients: no privilege at all, and no way back to one.
+  if (ready) ready = DropAllCapabilities();
+  if (!ready) {
+    Log(LogLevel::kError, "worker cannot boot: " + ready.error().ToString());
+    return kExitCannotBoot;
+  }
   Worker worker(std::move(params));
   return worker.Run();
 }

@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "common/signals.h"
 #include "common/stats.h"
 #include "common/unique_fd.h"
 
@@ -50,9 +51,17 @@ struct PeerLoad {
 // some sibling accepts, so the listeners are never left unwatched.
 bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<const PeerLoad> peers);
 
-// Runs until told to stop (SIGTERM/SIGINT: drain, SIGQUIT: now) or the
-// supervisor is gone. Returns the process exit code. Expects SIGTERM, SIGINT,
-// SIGQUIT and SIGHUP blocked by the caller (they are read from a signalfd).
+// The signals a worker blocks and reads from its signalfd: SIGTERM and SIGINT
+// drain it, SIGQUIT stops it now, and every other one is ignored (none may stop
+// or kill a worker that serves clients). Not SIGABRT, which keeps its default
+// (abort with a core: the supervisor's answer to a hung worker), nor SIGPIPE,
+// which is ignored.
+SignalSet WorkerSignals();
+
+// The worker's entry, in the child of a fork: sets the signal mask and
+// dispositions (whatever the parent had), then runs until told to stop or the
+// supervisor is gone. Returns the process exit code; every failure to set up
+// is logged before kExitCannotBoot.
 int RunWorker(WorkerParams params);
 
 }  // namespace rot13d::daemon

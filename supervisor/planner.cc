@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/exit_codes.h"
+#include "common/signals.h"
 
 namespace rot13d::supervisor {
 
@@ -19,12 +20,6 @@ ExitStatus ExitStatus::FromWaitStatus(int status) {
     s.core_dumped = WCOREDUMP(status);
   }
   return s;
-}
-
-std::string SignalName(int signal) {
-  const char* abbrev = sigabbrev_np(signal);
-  if (abbrev) return std::string("SIG") + abbrev;
-  return "signal " + std::to_string(signal);
 }
 
 std::string ExitStatus::Describe() const {
@@ -40,20 +35,29 @@ milliseconds BackoffDelay(const RestartPolicy& policy, int failures) {
   return std::min(d, policy.max_delay);
 }
 
+// The restart policy. A worker that was accepting when it died had booted: it
+// is replaced at once, unless it keeps crashing young (then 100 ms, 200 ms,
+// ... from its second crash in a row), and a SIGKILL from outside (the OOM
+// killer, an operator) is not its failure at all: replaced at once, every
+// time. The backoff and the give-up are for workers that cannot boot.
 ExitDecision DecideOnExit(const WorkerRecord& worker, const ExitStatus& status, TimePoint now,
                           const RestartPolicy& policy, bool respawn_wanted) {
-  (void)status;  // every unexpected exit is replaced; the status only shapes the log line
   ExitDecision d;
   if (!respawn_wanted || worker.state == WorkerState::kDraining) return d;  // kForget
-  bool lived = now - worker.started >= policy.healthy_after;
-  d.failures = (lived ? 0 : worker.failures) + 1;
-  d.boot_failures = worker.booted ? 0 : worker.boot_failures + 1;
-  if (d.boot_failures >= policy.max_boot_failures) {
-    d.kind = ExitDecision::Kind::kGiveUp;
+  d.kind = ExitDecision::Kind::kRespawn;
+  const bool lived = now - worker.started >= policy.healthy_after;
+  const int streak = lived ? 0 : worker.failures;
+  const bool killed_from_outside = status.signal == SIGKILL && !worker.kill_sent && !worker.hung;
+  if (worker.booted) {
+    d.failures = killed_from_outside ? streak : streak + 1;
+    d.delay = d.failures <= 1 ? milliseconds(0) : BackoffDelay(policy, d.failures - 1);
     return d;
   }
-  d.kind = ExitDecision::Kind::kRespawn;
+  d.failures = streak + 1;
   d.delay = BackoffDelay(policy, d.failures);
+  // Killed while booting, it did not fail to boot: no step toward the give-up.
+  d.boot_failures = killed_from_outside ? worker.boot_failures : worker.boot_failures + 1;
+  if (d.boot_failures >= policy.max_boot_failures) d.kind = ExitDecision::Kind::kGiveUp;
   return d;
 }
 

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/signals.h"
+
 namespace rot13d::supervisor {
 
 using Clock = std::chrono::steady_clock;
@@ -28,9 +30,6 @@ struct ExitStatus {
   // "exited with code 4", "killed by SIGKILL (core dumped)".
   std::string Describe() const;
 };
-
-// "SIGKILL" for 9; "signal 77" for what has no name.
-std::string SignalName(int signal);
 
 struct RestartPolicy {
   milliseconds initial_delay{100};

@@ -1,6 +1,7 @@
 // Dropping root: who the supervisor becomes after binding, and who owns unix sockets.
 #pragma once
 
+#include <linux/capability.h>
 #include <sys/types.h>
 
 #include <string>
@@ -21,9 +22,17 @@ struct Identity {
 // the user's primary group (a numeric uid without a passwd entry then needs a group).
 Result<Identity> ResolveIdentity(const std::string& user, const std::string& group);
 
-// initgroups (or setgroups for a user without a name), setgid, setuid; then
-// checks that root cannot be regained and re-enables core dumps, which the
-// kernel turns off on a uid change (a hung worker's SIGABRT should leave a core).
+// What the supervisor keeps of root after becoming `user`, for reloads only:
+// binding a new port below 1024 (NET_BIND_SERVICE), re-reading a configuration
+// only root may read (DAC_READ_SEARCH), giving a new unix socket its
+// socket_user/socket_group (CHOWN) and changing the mode of one created as
+// root (FOWNER). Workers drop even these (DropAllCapabilities).
+inline constexpr int kReloadCapabilities[] = {CAP_CHOWN, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_NET_BIND_SERVICE};
+
+// initgroups (or setgroups for a user without a name), then the gid and uid,
+// keeping kReloadCapabilities and nothing else (bounding set included); checks
+// that root cannot be regained and re-enables core dumps, which the kernel
+// turns off on a uid change (a hung worker's SIGABRT should leave a core).
 Status BecomeIdentity(const Identity& id);
 
 // Owner and group for unix socket files; -1 leaves that part unchanged.

@@ -19,6 +19,7 @@ enum ReloadFailure : int {
   kReloadCannotListen = -2,   // a new listen address could not be bound
   kReloadBootFailed = -3,     // the new workers did not boot; the old ones serve on
   kReloadStopping = -4,       // the supervisor is stopping
+  kReloadUnreadable = -5,     // the supervisor could not read the file (permissions, type)
 };
 
 inline int ReloadRequestSignal() { return SIGRTMIN + 1; }

@@ -21,8 +21,10 @@
 #include <sstream>
 #include <vector>
 
+#include "common/capabilities.h"
 #include "common/config.h"
 #include "common/exit_codes.h"
+#include "common/signals.h"
 #include "common/log.h"
 #include "common/stats.h"
 #include "daemon/worker.h"
@@ -45,6 +47,12 @@ constexpr milliseconds kRepeatWindow{10000};
 constexpr uint64_t kRepeatBurst = 5;
 
 enum : uint64_t { kTagSignal = 1, kTagTimer, kTagReady };
+
+// All but SIGABRT (see SetUp) and SIGPIPE (ignored). Real faults (SIGSEGV...)
+// are delivered whatever the mask; only a stray kill(2) of them is caught.
+const SignalSet kSupervisorSignals = SignalSet::AllBlockable().Without({SIGABRT, SIGPIPE});
+// A signal rot13d does not use is logged once per window per signal.
+constexpr milliseconds kStraySignalWindow{60000};
 
 std::string Num(uint64_t v) { return std::to_string(v); }
 
@@ -76,6 +84,7 @@ class Supervisor {
 
   // Events.
   void OnSignals();
+  void OnStraySignal(const signalfd_siginfo& si);
   void Reap();
   void Reload();
   void BeginStop(bool immediately);
@@ -134,6 +143,7 @@ class Supervisor {
   bool reload_queued_ = false;
   std::optional<int> exit_code_;
   std::string last_reload_ = "none";
+  bool config_unreadable_ = false;  // the last ReadConfig failed to read the file at all
   std::string canary_failure_;
   uint64_t retired_connections_ = 0;
   uint64_t retired_bytes_ = 0;
@@ -147,6 +157,7 @@ class Supervisor {
   // Worker deaths: repeated identical messages are counted, not logged each time.
   RepeatFilter deaths_{kRepeatWindow, kRepeatBurst};
   std::map<std::string, std::pair<LogLevel, std::string>> death_summaries_;
+  RepeatFilter stray_signals_{kStraySignalWindow, 1};
   // Requesters of `rot13d --reload`, for the reload in progress and for the
   // next, as pidfds of the processes waiting for an answer: a pidfd,
   // not a pid, so an answer never reaches a stranger that reused the pid of a
@@ -158,17 +169,17 @@ class Supervisor {
 
 Status Supervisor::SetUp() {
   self_ = getpid();
-  sigset_t mask;
-  sigemptyset(&mask);
-  for (int s : {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, ReloadRequestSignal()}) {
-    sigaddset(&mask, s);
-  }
   // A log line to a stderr pipe whose reader left must not kill the service.
-  signal(SIGPIPE, SIG_IGN);
-  // Blocked before the first fork, read synchronously from a signalfd: no handlers.
-  if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return ErrnoErr() << "sigprocmask";
-  signals_.reset(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-  if (!signals_) return ErrnoErr() << "signalfd";
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) return ErrnoErr() << "ignoring SIGPIPE";
+  // Blocked before the first fork, read synchronously from a signalfd: no
+  // handlers. Every signal is, so that none whose default is to terminate or
+  // stop (SIGALRM, SIGTTIN, SIGRTMIN+5...) can take the service down; those
+  // rot13d has no use for are logged and ignored. SIGABRT keeps its default:
+  // it is how systemd's watchdog (and an operator) asks for a core dump.
+  if (Status s = SetSignalMask(kSupervisorSignals); !s) return s.error();
+  auto signals = OpenSignalFd(kSupervisorSignals);
+  if (!signals) return signals.error();
+  signals_ = std::move(*signals);
   timer_.reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer_) return ErrnoErr() << "timerfd_create";
   ready_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -199,6 +210,7 @@ Status Supervisor::SetUp() {
 }
 
 std::optional<Config> Supervisor::ReadConfig(bool at_start) {
+  config_unreadable_ = false;
   struct stat st {};
   // Only at start: a reload must never trade the running configuration for the
   // defaults (0.0.0.0) because the file was moved aside for editing.
@@ -211,6 +223,7 @@ std::optional<Config> Supervisor::ReadConfig(bool at_start) {
   ConfigLoad load = LoadConfigFile(options_.config_path);
   if (!load.config) {
     LogConfigErrors(load.errors);
+    config_unreadable_ = load.unreadable;
     if (!at_start) last_reload_ = "failed: " + load.errors.front().ToString();
     return std::nullopt;
   }
@@ -351,14 +364,8 @@ void Supervisor::Spawn(WorkerRecord& w) {
   if (pid == 0) {
     // The worker. Nothing here returns: supervisor objects are never destroyed
     // in the child (that would unlink socket files), it leaves with _exit.
-    // Dispositions before the mask, so nothing pending can kill the worker in
-    // between: hangups and user signals sent to the whole process group are
-    // the supervisor's business.
-    for (int s : {SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE}) signal(s, SIG_IGN);
-    sigset_t mask;
-    sigemptyset(&mask);
-    for (int s : {SIGTERM, SIGINT, SIGQUIT}) sigaddset(&mask, s);
-    sigprocmask(SIG_SETMASK, &mask, nullptr);
+    // Signals stay blocked as the supervisor had them until RunWorker sets
+    // the worker's own mask and dispositions.
     epoll_.reset();
     reload_answer_to_.clear();
     reload_next_answer_to_.clear();
@@ -506,7 +513,8 @@ void Supervisor::Reap() {
     bool log_it = expected || deaths_.Admit(story, Clock::now());
     if (!log_it) death_summaries_[story] = {level, story};
     if (d.kind == ExitDecision::Kind::kRespawn) {
-      what += "; restarting in " + Num(static_cast<uint64_t>(d.delay.count())) + " ms";
+      what += d.delay.count() == 0 ? "; restarting now"
+                                   : "; restarting in " + Num(static_cast<uint64_t>(d.delay.count())) + " ms";
     }
     if (log_it) Log(level, what,
         {{"WORKER_PID", Num(static_cast<uint64_t>(pid))}, {"WORKER_SLOT", Num(w->slot)},
@@ -587,7 +595,8 @@ Status Supervisor::DropPrivileges(const Config& config) {
   }
   if (Status s = BecomeIdentity(*id); !s) return s.error();
   identity_ = *id;
-  Log(LogLevel::kInfo, "running as " + id->Describe());
+  Log(LogLevel::kInfo, "running as " + id->Describe() + ", keeping only the capabilities " +
+                           EffectiveCapabilities() + " for reloads; workers keep none");
   return OkStatus();
 }
 
@@ -774,11 +783,12 @@ void Supervisor::Reload() {
       {{"CONFIG_FILE", options_.config_path}});
   std::optional<Config> config = ReadConfig(/*at_start=*/false);
   if (!config) {
-    Log(LogLevel::kError, "reload failed: " + options_.config_path + " is invalid; keeping generation " +
+    Log(LogLevel::kError, "reload failed: " + options_.config_path +
+                              (config_unreadable_ ? " cannot be read" : " is invalid") + "; keeping generation " +
                               Num(serving_generation_) + " and its configuration",
         {{"CONFIG_FILE", options_.config_path}});
     notify_.Ready(StatusLine());
-    AnswerReload(kReloadInvalidConfig);
+    AnswerReload(config_unreadable_ ? kReloadUnreadable : kReloadInvalidConfig);
     return;
   }
   if (Status s = OpenListeners(*config); !s) {
@@ -820,7 +830,10 @@ void Supervisor::OnSignals() {
   while (read(signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
     // A real-time signal, so requests queue instead of merging with a pending SIGHUP.
     if (static_cast<int>(si.ssi_signo) == ReloadRequestSignal()) {
-      if (si.ssi_code != SI_QUEUE || si.ssi_int != kReloadRequest) continue;
+      if (si.ssi_code != SI_QUEUE || si.ssi_int != kReloadRequest) {
+        OnStraySignal(si);
+        continue;
+      }
       // A requester already gone (ESRCH) gets no answer; the reload still runs.
       if (int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(si.ssi_pid), 0)); fd >= 0) reload_next_answer_to_.emplace_back(fd);
       si.ssi_signo = SIGHUP;
@@ -844,8 +857,20 @@ void Supervisor::OnSignals() {
         // logrotate habit must be harmless.
         Log(LogLevel::kNotice, SignalName(static_cast<int>(si.ssi_signo)) + " ignored (rot13d has no log files to reopen)");
         break;
+      default: OnStraySignal(si); break;
     }
   }
+}
+
+// A signal that would have killed or stopped us by default (SIGALRM from a
+// stray alarm(1), SIGTTIN from a shell, SIGRTMIN+2...) is ignored, and said once.
+void Supervisor::OnStraySignal(const signalfd_siginfo& si) {
+  std::string name = SignalName(static_cast<int>(si.ssi_signo));
+  if (!stray_signals_.Admit(name, Clock::now())) return;
+  Log(LogLevel::kWarning, "ignoring unexpected " + name + " from pid " + Num(si.ssi_pid) + " (uid " +
+                              Num(si.ssi_uid) + "); repeats within " +
+                              Num(static_cast<uint64_t>(kStraySignalWindow.count() / 1000)) + " s are counted",
+      {{"SIGNAL", name}, {"SENDER_PID", Num(si.ssi_pid)}});
 }
 
 std::string Supervisor::StatusLine() const {
@@ -872,6 +897,10 @@ void Supervisor::Tick() {
     last_tick_ = now;
     notify_.Status(StatusLine());
     LogRepeatedDeaths(now);
+    for (const RepeatFilter::Summary& summary : stray_signals_.Flush(now)) {
+      Log(LogLevel::kWarning, "ignored " + summary.key + " " + Count(summary.suppressed, "more time") + " within " +
+                                  Num(static_cast<uint64_t>(kStraySignalWindow.count() / 1000)) + " s");
+    }
   }
   auto wd = notify_.watchdog_interval();
   // Sent from the loop itself, and only while no worker is hung unnoticed.
@@ -903,7 +932,8 @@ int Supervisor::Run() {
   }
   std::optional<Config> config = ReadConfig(/*at_start=*/true);
   if (!config) {
-    Log(LogLevel::kError, "not starting: " + options_.config_path + " is invalid",
+    Log(LogLevel::kError, "not starting: " + options_.config_path +
+                              (config_unreadable_ ? " cannot be read" : " is invalid"),
         {{"CONFIG_FILE", options_.config_path}});
     return kExitConfig;
   }
@@ -934,6 +964,10 @@ int Supervisor::Run() {
   constexpr int kMaxEvents = 8;
   epoll_event events[kMaxEvents];
   while (true) {
+    // Again each turn: glibc's sigprocmask, which NSS modules call around a
+    // user lookup (nss_systemd does), unblocks signals 32 and 33 when it
+    // restores a mask, and those would kill us.
+    if (Status s = SetSignalMask(kSupervisorSignals); !s) Log(LogLevel::kError, s.error().ToString());
     ExecutePlan();
     if (exit_code_) break;
     Tick();

@@ -207,11 +207,12 @@ TEST(DecideOnExit, UnwantedWorkerIsForgotten) {
   EXPECT_EQ(d.kind, ExitDecision::Kind::kForget);
 }
 
-// A booted worker that keeps crashing young is respawned forever, but each time later.
+// A booted worker that keeps crashing young is respawned forever: at once the
+// first time, then each time later.
 TEST(DecideOnExit, CrashOfBootedWorkerRespawnsWithGrowingDelay) {
   RestartPolicy p;
   WorkerRecord w = Booted(kT0);
-  const int64_t want[] = {100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000};
+  const int64_t want[] = {0, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000};
   TimePoint now = kT0;
   for (int i = 0; i < 12; ++i) {
     now += seconds(1);  // lived 1 s: well short of healthy_after
@@ -230,10 +231,68 @@ TEST(DecideOnExit, CrashOfBootedWorkerRespawnsWithGrowingDelay) {
 }
 
 // Every unexpected exit is replaced, a clean one too: the worker was meant to be running.
-TEST(DecideOnExit, CleanExitOfWantedWorkerIsRespawned) {
+TEST(DecideOnExit, CleanExitOfWantedWorkerIsRespawnedAtOnce) {
   ExitDecision d = DecideOnExit(Booted(kT0), ExitStatus{}, kT0 + seconds(1), RestartPolicy{}, true);
   EXPECT_EQ(d.kind, ExitDecision::Kind::kRespawn);
-  EXPECT_EQ(d.delay, milliseconds(100));
+  EXPECT_EQ(d.delay, milliseconds(0));
+}
+
+// The OOM killer's storm: a booted worker SIGKILLed from outside did not fail.
+// However often and however young, it is replaced at once and its slot's
+// streak does not grow.
+TEST(DecideOnExit, SigkillFromOutsideOfBootedWorkerIsReplacedAtOnceEveryTime) {
+  RestartPolicy p;
+  const ExitStatus killed{.signal = SIGKILL};
+  WorkerRecord w = Booted(kT0);
+  TimePoint now = kT0;
+  for (int i = 0; i < 100; ++i) {
+    now += milliseconds(50);
+    ExitDecision d = DecideOnExit(w, killed, now, p, true);
+    ASSERT_EQ(d.kind, ExitDecision::Kind::kRespawn) << "kill " << i + 1;
+    EXPECT_EQ(d.delay, milliseconds(0)) << "kill " << i + 1;
+    EXPECT_EQ(d.failures, 0);
+    EXPECT_EQ(d.boot_failures, 0);
+    w.failures = d.failures;
+    w.started = now;
+  }
+  // A crash of its own after that starts the streak at one: still at once.
+  EXPECT_EQ(DecideOnExit(w, kCrash, now + milliseconds(50), p, true).delay, milliseconds(0));
+  // A streak of its own crashes is not reset by a kill from outside in between.
+  w.failures = 3;
+  ExitDecision d = DecideOnExit(w, killed, now + milliseconds(50), p, true);
+  EXPECT_EQ(d.failures, 3);
+  EXPECT_EQ(d.delay, BackoffDelay(p, 2));
+}
+
+// SIGKILL that rot13d sent itself (a drain deadline, a hung worker) is no
+// reprieve: the worker is accounted as it would be otherwise.
+TEST(DecideOnExit, OwnSigkillIsNotFromOutside) {
+  RestartPolicy p;
+  WorkerRecord w = Booted(kT0, /*failures=*/2);
+  w.hung = true;
+  w.kill_sent = true;
+  ExitDecision d = DecideOnExit(w, ExitStatus{.signal = SIGKILL}, kT0 + seconds(1), p, true);
+  EXPECT_EQ(d.failures, 3);
+  EXPECT_EQ(d.delay, BackoffDelay(p, 2));
+}
+
+// Killed from outside while booting, a worker did not fail to boot: the slot
+// backs off, but the generation never gives up because of it.
+TEST(DecideOnExit, SigkillFromOutsideDuringBootNeverGivesUp) {
+  RestartPolicy p;
+  WorkerRecord w = Booted(kT0);
+  w.booted = false;
+  TimePoint now = kT0;
+  for (int i = 1; i <= 3 * p.max_boot_failures; ++i) {
+    now += milliseconds(50);
+    ExitDecision d = DecideOnExit(w, ExitStatus{.signal = SIGKILL}, now, p, true);
+    ASSERT_EQ(d.kind, ExitDecision::Kind::kRespawn) << "kill " << i;
+    EXPECT_EQ(d.boot_failures, 0);
+    EXPECT_EQ(d.delay, BackoffDelay(p, i));
+    w.failures = d.failures;
+    w.started = now + d.delay;
+    now = w.started;
+  }
 }
 
 TEST(DecideOnExit, FailuresResetAfterHealthyAfter) {
@@ -241,11 +300,11 @@ TEST(DecideOnExit, FailuresResetAfterHealthyAfter) {
   WorkerRecord w = Booted(kT0, /*failures=*/7);
   ExitDecision young = DecideOnExit(w, kCrash, kT0 + p.healthy_after - milliseconds(1), p, true);
   EXPECT_EQ(young.failures, 8);
-  EXPECT_EQ(young.delay, milliseconds(12800));
+  EXPECT_EQ(young.delay, milliseconds(6400));
   ExitDecision healthy = DecideOnExit(w, kCrash, kT0 + p.healthy_after, p, true);
   EXPECT_EQ(healthy.kind, ExitDecision::Kind::kRespawn);
   EXPECT_EQ(healthy.failures, 1);
-  EXPECT_EQ(healthy.delay, milliseconds(100));
+  EXPECT_EQ(healthy.delay, milliseconds(0));
 }
 
 // A worker that never gets to accepting is counted apart, and the generation
