@@ -80,7 +80,7 @@ TEST_F(KillFaultTest, FiftyKillNinesOfRandomWorkersUnderLoad) {
     Slot slot = slots[victim];
     slots.erase(victim);
     fault.at = Clock::now();
-    ASSERT_EQ(kill(victim, SIGKILL), 0);
+    ASSERT_TRUE(daemon_->SignalWorker(victim, SIGKILL));
     faults.push_back(fault);
 
     pid_t replacement = 0;
