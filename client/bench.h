@@ -52,7 +52,7 @@ inline constexpr size_t kFailureKinds = 6;  // indexed by FailureKind
 struct BenchResult {
   double seconds = 0;  // the measured run, from the first connect to the last answer or the end of -d
   uint64_t bytes_sent = 0;
-  uint64_t bytes_received = 0;  // every one of them verified
+  uint64_t bytes_received = 0;  // every one of them verified; rr, connect: those of the counted requests
   uint64_t requests = 0;        // answered messages (rr, connect), completed connections (stream)
   Histogram latency;            // nanoseconds per answered message (rr) or cycle (connect)
   std::array<uint64_t, kFailureKinds> failures{};

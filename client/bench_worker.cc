@@ -262,7 +262,9 @@ void Worker::Pump(Conn& c) {
           return;
         }
         c.received += got;
-        Add(live_.bytes_received, got);
+        // rr and connect count a message's or cycle's bytes with it, in Complete, so
+        // a run that ends between its last byte and its end reports neither.
+        if (config_.mode == Mode::kStream) Add(live_.bytes_received, got);
         c.last_progress_ns = NowNs();
         // A connect cycle ends at the server's EOF; the other modes once all is back.
         if (c.received == c.unit_bytes && config_.mode != Mode::kConnect) complete = true;
@@ -288,7 +290,10 @@ void Worker::Pump(Conn& c) {
 
 void Worker::Complete(Conn& c) {
   int64_t now = NowNs();
-  if (config_.mode != Mode::kStream) result_.latency.Record(static_cast<uint64_t>(now - c.unit_start_ns));
+  if (config_.mode != Mode::kStream) {
+    result_.latency.Record(static_cast<uint64_t>(now - c.unit_start_ns));
+    Add(live_.bytes_received, c.received);
+  }
   Add(live_.requests, 1);
   switch (config_.mode) {
     case Mode::kStream:

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,6 +67,21 @@ std::optional<ProcStat> ReadProcStat(pid_t pid) {
 }
 
 bool Dead(const ProcStat& s) { return s.state == 'Z' || s.state == 'X' || s.state == 'x'; }
+
+// Glibc 2.36's <sys/pidfd.h> lacks extern "C", so C++ cannot link its wrappers.
+int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+int PidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+// waitpid(2)'s status word, from what waitid(2) reports.
+int WaitStatus(const siginfo_t& info) {
+  switch (info.si_code) {
+    case CLD_EXITED: return W_EXITCODE(info.si_status, 0);
+    case CLD_DUMPED: return W_EXITCODE(0, info.si_status) | WCOREFLAG;
+    default: return W_EXITCODE(0, info.si_status);  // CLD_KILLED
+  }
+}
 
 template <typename Pred>
 std::vector<pid_t> ScanProc(Pred pred) {
@@ -315,7 +331,7 @@ RunResult RunToCompletion(const std::vector<std::string>& argv, milliseconds tim
   int status = 0;
   bool done = WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout);
   if (!done) {
-    kill(-pid, SIGKILL);
+    kill(-pid, SIGKILL);  // pid is not reaped yet, so the group it leads is still ours
     waitpid(pid, &status, 0);
   } else if (WIFEXITED(status)) {
     r.exit_code = WEXITSTATUS(status);
@@ -349,15 +365,16 @@ Daemon::Daemon(const TempDir& dir, const std::string& config_path, Options optio
 
 Daemon::~Daemon() {
   if (pid_ <= 0) return;
-  if (!status_) {
-    // The supervisor is unreaped, so its pid is still our group's id: safe to signal.
-    kill(-pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-  } else {
-    // Leftovers of a supervisor that died (a test of exactly that may have failed).
-    for (pid_t p : GroupPids(pid_)) kill(p, SIGKILL);
-  }
+  // The supervisor is our child and not reaped yet (WaitExit only looks), alive
+  // or a zombie. Until it is reaped the kernel keeps its pid, which is also the
+  // id of the group Spawn made it lead, allocated: no other process can take
+  // that pid or lead a group of that id, so kill(-pid_) reaches only our group,
+  // the supervisor and its live workers. A worker that died and was reaped has
+  // left the group; a process that took its pid since is not in it. A fork
+  // racing the group kill is restarted by the kernel, so no new member escapes
+  // (kernel/fork.c). Reaping after the kill, not before, is what makes this safe.
+  kill(-pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
   if (::testing::Test::HasFailure()) {
     std::fprintf(stderr, "---- rot13d log %s ----\n%s---- end of log ----\n", log_path_.c_str(),
                  Log().c_str());
@@ -391,10 +408,28 @@ void Daemon::Signal(int sig) const {
   if (pid_ > 0 && !status_) kill(pid_, sig);
 }
 
+bool Daemon::SignalWorker(pid_t worker, int sig) const {
+  if (pid_ <= 0 || worker <= 0) return false;
+  // The pidfd names, for good, the process P that has the pid now. A signal
+  // through it reaches P only while P is not reaped, and then P still held the
+  // pid when /proc was read below: what /proc said (a child of our unreaped
+  // supervisor, so a worker) was said of P. Otherwise it fails with ESRCH.
+  Fd pidfd(PidfdOpen(worker));
+  if (!pidfd.valid()) return false;
+  std::optional<ProcStat> s = ReadProcStat(worker);
+  if (!s || s->ppid != pid_) return false;
+  return PidfdSendSignal(pidfd.get(), sig) == 0;
+}
+
 std::optional<int> Daemon::WaitExit(milliseconds timeout) {
   if (status_) return status_;
-  int status = 0;
-  if (WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout)) status_ = status;
+  // WNOWAIT: observe the exit but leave the zombie, which keeps pid_ ours (see ~Daemon).
+  siginfo_t info{};
+  auto exited = [&] {
+    info.si_pid = 0;
+    return waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_;
+  };
+  if (WaitFor(exited, timeout)) status_ = WaitStatus(info);
   return status_;
 }
 

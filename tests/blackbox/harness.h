@@ -73,7 +73,8 @@ std::string ReadFile(const std::string& path);
 
 // Live (not zombie) processes whose parent is `parent`, in pid order.
 std::vector<pid_t> ChildPids(pid_t parent);
-// Live (not zombie) processes in process group `pgid`.
+// Live (not zombie) processes in process group `pgid`. Read only: a group id
+// names our group only while one of its members is our unreaped child.
 std::vector<pid_t> GroupPids(pid_t pgid);
 // False once the process is gone or a zombie (reparented zombies may never be reaped here).
 bool ProcessAlive(pid_t pid);
@@ -112,12 +113,14 @@ struct DaemonOptions {
 };
 
 // rot13d running in its own process group, stderr (the log) and stdout to files in dir.
+// The supervisor is reaped only by the destructor (a zombie until then once it
+// exits), so pid() and the group it leads stay ours for the Daemon's lifetime.
 class Daemon {
  public:
   using Options = DaemonOptions;
 
   Daemon(const TempDir& dir, const std::string& config_path, Options options = {});
-  // Kills the whole process group it created and reaps the supervisor.
+  // Kills the whole process group it created, then reaps the supervisor.
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -139,7 +142,10 @@ class Daemon {
   bool WaitForWorkerCount(size_t n, milliseconds timeout = kStartTimeout) const;
 
   void Signal(int sig) const;
-  // The raw wait status once the supervisor exits within timeout.
+  // Sends sig to a worker (a pid from Workers()) if it is still the supervisor's
+  // child; false if not (it died, and its pid may already be someone else's).
+  bool SignalWorker(pid_t worker, int sig) const;
+  // The raw wait status once the supervisor exits within timeout; it is not reaped.
   std::optional<int> WaitExit(milliseconds timeout = kStartTimeout);
   bool exited() const { return status_.has_value(); }
 

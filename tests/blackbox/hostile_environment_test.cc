@@ -92,7 +92,7 @@ TEST_F(HostileEnvironmentTest, ReloadOfAFifoFailsAtOnceAndTheLoopGoesOn) {
 
   std::vector<pid_t> before = daemon_->Workers();
   ASSERT_EQ(before.size(), 2u);
-  ASSERT_EQ(kill(before[0], SIGKILL), 0);
+  ASSERT_TRUE(daemon_->SignalWorker(before[0], SIGKILL));
   EXPECT_TRUE(WaitFor([&] {
     std::vector<pid_t> now = daemon_->Workers();
     return now.size() == 2 && std::find(now.begin(), now.end(), before[0]) == now.end();
@@ -125,7 +125,7 @@ TEST_F(HostileEnvironmentTest, NoSignalWithoutAMeaningStopsOrKillsAnyone) {
         ASSERT_EQ(kill(daemon_->pid(), sig), 0) << sig;
       }
       if (!has(meaningful_to_worker, sig)) {
-        ASSERT_EQ(kill(workers[1], sig), 0) << sig;
+        ASSERT_TRUE(daemon_->SignalWorker(workers[1], sig)) << sig;
       }
     }
   }

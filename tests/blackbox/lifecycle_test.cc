@@ -26,7 +26,7 @@ TEST_F(LifecycleTest, KilledWorkerIsReplaced) {
   std::vector<pid_t> before = daemon_->Workers();
   pid_t victim = before[0];
   pid_t survivor = before[1];
-  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(daemon_->SignalWorker(victim, SIGKILL));
 
   std::vector<pid_t> after;
   ASSERT_TRUE(WaitFor([&] {
@@ -60,7 +60,7 @@ TEST_F(LifecycleTest, RepeatedUnaskedExitsOfFreshWorkersBackOff) {
     // that would count as a boot failure (five of those halt respawning).
     ASSERT_EQ(FreshRoundTrip("Hello"), "Uryyb") << "before kill " << i;
     auto killed_at = Clock::now();
-    ASSERT_EQ(kill(victim, SIGTERM), 0);
+    ASSERT_TRUE(daemon_->SignalWorker(victim, SIGTERM));
     pid_t next = 0;
     ASSERT_TRUE(WaitFor([&] {
       std::vector<pid_t> now = daemon_->Workers();

@@ -83,7 +83,7 @@ TEST_F(PrivilegeTest, AsRootTheSupervisorAndWorkersBecomeNobodyByDefault) {
   EXPECT_EQ(FreshRoundTrip("Hello"), "Uryyb");
   // A worker killed is replaced by one forked from the unprivileged supervisor.
   pid_t victim = daemon_->Workers().at(0);
-  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(daemon_->SignalWorker(victim, SIGKILL));
   ASSERT_TRUE(WaitFor([&] {
     auto w = daemon_->Workers();
     return w.size() == 2 && std::find(w.begin(), w.end(), victim) == w.end();

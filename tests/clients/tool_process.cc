@@ -149,7 +149,7 @@ ToolResult RunTool(const std::vector<std::string>& argv, const ToolInput& input,
                              2ms);
   if (!reaped) {
     r.timed_out = true;
-    kill(-pid, SIGKILL);
+    kill(-pid, SIGKILL);  // pid is not reaped yet, so the group it leads is still ours
     waitpid(pid, &status, 0);
   }
   r.elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - start);

@@ -68,7 +68,10 @@ ct_pid=""
 bg_pids=()
 cleanup() {
   local p
-  for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done
+  # The client loops are stopped through their stop files, never by pid: bash
+  # reaps a background job as soon as it ends, so its pid may be a stranger's.
+  [ -n "$run" ] && touch "$run/stop-loop-4" "$run/stop-loop-7" 2>/dev/null
+  for p in "${bg_pids[@]}"; do wait "$p" 2>/dev/null; done
   if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
     if [ -n "$ct_pid" ]; then
       timeout 20 nsenter -t "$ct_pid" -a /bin/systemctl poweroff >/dev/null 2>&1
@@ -351,7 +354,7 @@ step7() {
   needs 2 || { fail 7 "not run: needs step 2"; return; }
   local mp mp2 loop_pid out rc loop_out state
   mp=$(main_pid)
-  python3 "$client" loop $port 200 0.02 --max-seconds 120 > "$run/loop7.out" 2>&1 &
+  python3 "$client" loop $port 200 0.02 --stop-file "$run/stop-loop-7" --max-seconds 120 > "$run/loop7.out" 2>&1 &
   loop_pid=$!; bg_pids+=("$loop_pid")
   sleep 0.3
   out=$(ct systemctl restart rot13d 2>&1); rc=$?

@@ -39,7 +39,7 @@ TEST_F(HangFaultTest, StoppedWorkerIsReplacedWithinHeartbeatTimeoutPlusOneSecond
     pid_t victim = workers[std::uniform_int_distribution<size_t>(0, 1)(rng)];
     WorkerFault fault = SnapshotOwners(load, port_, workers, victim);
     fault.at = Clock::now();
-    ASSERT_EQ(kill(victim, SIGSTOP), 0);
+    ASSERT_TRUE(daemon_->SignalWorker(victim, SIGSTOP));
     faults.push_back(fault);
 
     bool replaced = WaitFor([&] {
@@ -47,7 +47,7 @@ TEST_F(HangFaultTest, StoppedWorkerIsReplacedWithinHeartbeatTimeoutPlusOneSecond
       return now.size() == 2 && !std::count(now.begin(), now.end(), victim);
     }, 10s, 2ms);
     replaced_ms.push_back(Millis(Clock::now() - fault.at));
-    if (!replaced) kill(victim, SIGKILL);  // never leave a stopped process behind
+    if (!replaced) daemon_->SignalWorker(victim, SIGKILL);  // never leave a stopped process behind
     ASSERT_TRUE(replaced) << "stopped worker " << victim << " not replaced in 10 s";
     EXPECT_LE(replaced_ms.back(), (kHeartbeatTimeoutS + 1.0) * 1000)
         << "stopped worker " << victim << " replaced after " << replaced_ms.back() << " ms";
@@ -127,7 +127,7 @@ TEST_F(HangFaultTest, HungWorkerDeafToSigabrtIsKilledAndReplaced) {
       return now.size() == 2 && !std::count(now.begin(), now.end(), victim);
     }, 10s, 5ms);
     replaced_ms.push_back(Millis(Clock::now() - t0));
-    if (!replaced) kill(victim, SIGKILL);
+    if (!replaced) daemon_->SignalWorker(victim, SIGKILL);
     ASSERT_TRUE(replaced) << "hung worker " << victim << " not replaced; workers now "
                           << LiveChildren(daemon_->pid()).size() << "\n" << daemon_->Log();
     if (round == 0) {  // the same death again within 10 s is only counted (crash-loop log collapse)

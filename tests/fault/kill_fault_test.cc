@@ -3,8 +3,6 @@
 // a storm such as the OOM killer's (the service never sits without workers),
 // and of the supervisor (no worker outlives it by 2 s).
 #include <signal.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -75,7 +73,7 @@ TEST_F(KillFaultTest, FiftyKillNinesOfRandomWorkersUnderLoad) {
     victim_connections += fault.victim_ports.size();
     born.erase(victim);
     fault.at = Clock::now();
-    ASSERT_EQ(kill(victim, SIGKILL), 0);
+    ASSERT_TRUE(daemon_->SignalWorker(victim, SIGKILL));
     faults.push_back(fault);
 
     pid_t replacement = 0;
@@ -129,21 +127,6 @@ TEST_F(KillFaultTest, FiftyKillNinesOfRandomWorkersUnderLoad) {
   EXPECT_FALSE(daemon_->exited());
 }
 
-// Sends sig to pid only if it is still a child of parent, our own unreaped
-// daemon: through a pidfd, which names that process and no later one with
-// the same pid, checked after it was opened.
-bool SignalChildOf(pid_t parent, pid_t pid, int sig) {
-  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) return false;
-  // Still a live child of our daemon after the pidfd was opened: the pidfd is
-  // that child's. Should it die now, the signal goes nowhere (ESRCH).
-  std::vector<pid_t> children = LiveChildren(parent);
-  bool ours = std::find(children.begin(), children.end(), pid) != children.end();
-  bool sent = ours && syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0) == 0;
-  close(fd);
-  return sent;
-}
-
 // The OOM killer's storm: a SIGKILL every 50 ms for 20 s, each at a random
 // live worker of four. Killed from outside, a worker that was serving did not
 // fail: it is replaced at once, so the service is never without workers for
@@ -194,7 +177,7 @@ TEST_F(KillFaultTest, StormOfKillNinesNeverLeavesTheServiceWithoutWorkers) {
     std::vector<pid_t> live = LiveChildren(daemon_->pid());
     if (live.empty()) continue;
     pid_t victim = live[std::uniform_int_distribution<size_t>(0, live.size() - 1)(rng)];
-    if (SignalChildOf(daemon_->pid(), victim, SIGKILL)) ++kills;
+    if (daemon_->SignalWorker(victim, SIGKILL)) ++kills;
   }
   auto storm_end = Clock::now();
   // The service recovers its full size at once afterwards.
