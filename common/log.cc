@@ -81,7 +81,7 @@ void ConfigureLogging(LogLevel min_level, LogTarget target) {
 
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) <= static_cast<int>(State().min_level); }
 
-void Log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
+void Log(LogLevel level, std::string_view message, std::span<const LogField> fields) {
   if (!LogEnabled(level)) return;
   const LogState& s = State();
   if (s.journal) {
@@ -112,6 +112,10 @@ void Log(LogLevel level, std::string_view message, std::initializer_list<LogFiel
   line += message;
   line += '\n';
   WriteAll(STDERR_FILENO, line);
+}
+
+void Log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
+  Log(level, message, std::span<const LogField>(fields.begin(), fields.size()));
 }
 
 }  // namespace rot13d

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,7 @@ struct LogField {
 void ConfigureLogging(LogLevel min_level, LogTarget target);
 bool LogEnabled(LogLevel level);
 void Log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields = {});
+void Log(LogLevel level, std::string_view message, std::span<const LogField> fields);
 
 // "1 worker", "3 workers": counts in log messages read as English.
 std::string Count(unsigned long long n, std::string_view noun);

@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -82,8 +83,9 @@ class Worker {
   int Run();
 
  private:
-  bool Boot();
-  static bool BootFailed(const Error& e);
+  // kExitOk once accepting, else the exit code that tells the supervisor why not.
+  int Boot();
+  static int BootFailed(const Error& e);
   void Accept(int listener, bool balanced = true);
   void RescueBacklog();
   void ReportExhaustion(int error);
@@ -134,13 +136,18 @@ class Worker {
   uint64_t exhaustion_count_ = 0;
 };
 
-bool Worker::Boot() {
+int Worker::Boot() {
 #ifdef ROT13D_TEST_HOOKS
   // Test builds only (the rot13d_testhooks binary): a worker fails to boot
   // while the file named by ROT13D_TEST_FAIL_BOOT_FILE exists, so the tests can
-  // drive the supervisor's give-up and canary paths with a real boot failure.
+  // drive the supervisor's give-up and canary paths with a real boot failure:
+  // "cannot boot" (exit 4) when the file is empty, a crash at boot (exit 1)
+  // when it says "crash".
   if (const char* path = std::getenv("ROT13D_TEST_FAIL_BOOT_FILE"); path && access(path, F_OK) == 0) {
-    return false;
+    std::string text;
+    std::getline(std::ifstream(path), text);
+    if (text.starts_with("crash")) _exit(kExitFailure);
+    return BootFailed(Err() << "test hook: " << path << " exists");
   }
 #endif
   // Die with the supervisor; the getppid check closes the race with a parent
@@ -185,17 +192,25 @@ bool Worker::Boot() {
   p_.stats->listener_key.store(listener_key_, std::memory_order_relaxed);
   now_ = booted_ = Clock::now();
   SetAccepting(true);
-  if (!accepting_) return false;  // SetAccepting logged why
+  if (!accepting_) return kExitCannotBoot;  // SetAccepting logged why
   Heartbeat();
   p_.stats->SetPhase(WorkerPhase::kAccepting);  // release: the fields above are visible with it
   ScanPeers();
   WakeSupervisor();
-  return true;
+  return kExitOk;
 }
 
-bool Worker::BootFailed(const Error& e) {
+// Lacking descriptors or memory may pass; anything else will not.
+int Worker::BootFailed(const Error& e) {
   Log(LogLevel::kError, "worker cannot boot: " + e.ToString());
-  return false;
+  switch (e.errno_value()) {
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+    case ENOBUFS:
+    case EAGAIN: return kExitBootShortage;
+    default: return kExitCannotBoot;
+  }
 }
 
 // The supervisor reads phases from shared memory; this tells it to look now.
@@ -478,7 +493,7 @@ int Worker::NextTimeoutMs(Clock::time_point now) const {
 }
 
 int Worker::Run() {
-  if (!Boot()) return kExitCannotBoot;
+  if (int code = Boot(); code != kExitOk) return code;
   constexpr int kMaxEvents = 256;
   epoll_event events[kMaxEvents];
   while (!quit_) {
@@ -565,6 +580,16 @@ bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<cons
   double share = static_cast<double>(total) / static_cast<double>(peers.size() + 1);
   if (!accepting_now) return own_open <= share;
   return own_open <= share + std::max(kMinMargin, share * kMarginFraction);
+}
+
+WorkerParams ParamsFor(const Config& config) {
+  WorkerParams p;
+  p.buffer_size = config.buffer_size;
+  p.max_connections = config.max_connections;
+  p.idle_timeout = config.idle_timeout;
+  // Four heartbeats per heartbeat_timeout at least, so an idle worker never looks hung.
+  if (config.heartbeat_timeout.count() > 0) p.tick = std::min(p.tick, config.heartbeat_timeout / 4);
+  return p;
 }
 
 SignalSet WorkerSignals() { return SignalSet::AllBlockable().Without({SIGABRT, SIGPIPE}); }

@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "common/config.h"
 #include "common/signals.h"
 #include "common/stats.h"
 #include "common/unique_fd.h"
@@ -36,6 +37,10 @@ struct WorkerParams {
   BorrowedFd nudge_fd;
   pid_t supervisor_pid = 0;
 };
+
+// The settings of a worker of a generation running `config` (the
+// descriptors and shared slots are the supervisor's to fill in).
+WorkerParams ParamsFor(const Config& config);
 
 // What a worker sees of a sibling that serves the same listeners.
 struct PeerLoad {

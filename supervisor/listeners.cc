@@ -8,8 +8,12 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+
+#include "common/log.h"
+#include "supervisor/privileges.h"
 
 namespace rot13d::supervisor {
 
@@ -147,6 +151,94 @@ Result<std::vector<Listener>> TakeActivatedListeners() {
 Status SetBacklog(BorrowedFd fd, int backlog) {
   if (listen(fd.get(), backlog) != 0) return ErrnoErr() << "listen";
   return OkStatus();
+}
+
+Status ListenerSet::TakeActivated() {
+  auto activated = TakeActivatedListeners();
+  if (!activated) return activated.error();
+  activated_ = !activated->empty();
+  for (Listener& l : *activated) {
+    Log(LogLevel::kInfo, "using socket-activated listener " + l.name());
+    std::string name = l.name();
+    listeners_.emplace(name, std::move(l));
+  }
+  return OkStatus();
+}
+
+Status ListenerSet::Open(const Config& config, const std::string& config_path) {
+  if (activated_) {
+    if (config.listen_set) {
+      Log(LogLevel::kWarning, "'listen' in " + config_path +
+                                  " is ignored: the listening sockets come from socket activation");
+    }
+    return OkStatus();
+  }
+  auto owner = ResolveSocketOwner(config.socket_user, config.socket_group);
+  if (!owner) return Err() << "unix socket owner: " << owner.error().ToString();
+  std::vector<std::string> added;
+  auto roll_back = [&](Error e) {
+    for (const std::string& n : added) listeners_.erase(n);
+    return e;
+  };
+  for (const ListenAddress& a : config.listen) {
+    std::string name = a.ToString();
+    if (listeners_.count(name)) continue;  // kept; new settings apply when the reload commits
+    auto bound = BindListener(a, config.backlog, config.socket_mode);
+    if (!bound) return roll_back(bound.error());
+    if (a.kind == ListenAddress::Kind::kUnix && !owner->unchanged() &&
+        chown(a.path.c_str(), owner->uid, owner->gid) != 0) {
+      return roll_back(ErrnoErr() << "chown " << a.path);
+    }
+    Log(LogLevel::kInfo, "listening on " + bound->Describe());
+    listeners_.emplace(name, std::move(*bound));
+    added.push_back(name);
+  }
+  return OkStatus();
+}
+
+std::vector<std::string> ListenerSet::NamesFor(const Config& config) const {
+  std::vector<std::string> names;
+  if (activated_) {
+    for (const auto& [name, l] : listeners_) names.push_back(name);
+  } else {
+    for (const ListenAddress& a : config.listen) names.push_back(a.ToString());
+  }
+  return names;
+}
+
+std::vector<std::string> ListenerSet::Unused(const std::vector<const Config*>& in_force) const {
+  std::vector<std::string> used;
+  for (const Config* c : in_force) {
+    std::vector<std::string> names = NamesFor(*c);
+    used.insert(used.end(), names.begin(), names.end());
+  }
+  std::vector<std::string> unused;
+  for (const auto& [name, l] : listeners_) {
+    if (std::find(used.begin(), used.end(), name) == used.end()) unused.push_back(name);
+  }
+  return unused;
+}
+
+void ListenerSet::Close(const std::string& name) { listeners_.erase(name); }
+
+void ListenerSet::CloseOwn() {
+  if (!activated_) listeners_.clear();
+}
+
+void ListenerSet::ApplySettings(const Config& config) {
+  if (activated_) return;
+  for (const ListenAddress& a : config.listen) {
+    auto it = listeners_.find(a.ToString());
+    if (it == listeners_.end()) continue;
+    if (Status s = SetBacklog(it->second.fd(), config.backlog); !s) {
+      Log(LogLevel::kWarning, "changing the backlog of " + it->first + ": " + s.error().ToString());
+    }
+    struct stat st {};
+    if (a.kind == ListenAddress::Kind::kUnix && stat(a.path.c_str(), &st) == 0 &&
+        (st.st_mode & 07777) != config.socket_mode && chmod(a.path.c_str(), config.socket_mode) != 0) {
+      Log(LogLevel::kWarning, Error(ErrnoErr() << "chmod " << a.path).ToString());
+    }
+  }
 }
 
 }  // namespace rot13d::supervisor

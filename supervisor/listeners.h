@@ -3,11 +3,13 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/address.h"
+#include "common/config.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 
@@ -50,5 +52,37 @@ Result<std::vector<Listener>> TakeActivatedListeners();
 
 // Applies a new backlog to a listening socket (listen(2) may be called again).
 Status SetBacklog(BorrowedFd fd, int backlog);
+
+// The supervisor's listening sockets, by configured address text: those passed
+// by systemd (then `listen` in the file does not apply), or those bound for
+// the generations in force, kept open across reloads for as long as one of
+// them uses the address.
+class ListenerSet {
+ public:
+  // Takes what systemd passed, if anything; logs each socket.
+  Status TakeActivated();
+  bool activated() const { return activated_; }
+
+  // Binds the addresses of `config` not bound yet, all or nothing, giving new
+  // unix sockets their owner. Under activation: nothing (the file's `listen`
+  // is ignored, with a warning when the file sets it).
+  Status Open(const Config& config, const std::string& config_path);
+  // The names of the listeners workers of `config` serve.
+  std::vector<std::string> NamesFor(const Config& config) const;
+  // Listeners none of `in_force` uses.
+  std::vector<std::string> Unused(const std::vector<const Config*>& in_force) const;
+  void Close(const std::string& name);
+  // Closes every one; under activation they stay (systemd keeps the queue).
+  void CloseOwn();
+  void CloseAll() { listeners_.clear(); }
+  // The backlog and unix socket mode of kept listeners, applied once a reload commits.
+  void ApplySettings(const Config& config);
+
+  std::map<std::string, Listener>& all() { return listeners_; }
+
+ private:
+  std::map<std::string, Listener> listeners_;
+  bool activated_ = false;
+};
 
 }  // namespace rot13d::supervisor

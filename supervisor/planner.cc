@@ -23,6 +23,7 @@ ExitStatus ExitStatus::FromWaitStatus(int status) {
 }
 
 std::string ExitStatus::Describe() const {
+  if (fork_errno != 0) return std::string("could not be forked: ") + std::strerror(fork_errno);
   if (signal == 0) return "exited with code " + std::to_string(code);
   std::string s = "killed by " + SignalName(signal);
   if (core_dumped) s += " (core dumped)";
@@ -57,8 +58,47 @@ ExitDecision DecideOnExit(const WorkerRecord& worker, const ExitStatus& status, 
   d.delay = BackoffDelay(policy, d.failures);
   // Killed while booting, it did not fail to boot: no step toward the give-up.
   d.boot_failures = killed_from_outside ? worker.boot_failures : worker.boot_failures + 1;
-  if (d.boot_failures >= policy.max_boot_failures) d.kind = ExitDecision::Kind::kGiveUp;
+  // The worker said that trying again will not help.
+  const bool cannot_boot = status.signal == 0 && status.fork_errno == 0 && status.code == kExitCannotBoot;
+  if (cannot_boot || d.boot_failures >= policy.max_boot_failures) d.kind = ExitDecision::Kind::kGiveUp;
   return d;
+}
+
+DeathNote DescribeDeath(const WorkerRecord& w, pid_t pid, const ExitStatus& exit, const ExitDecision& d,
+                        bool respawn_wanted) {
+  DeathNote note;
+  const bool expected = w.state == WorkerState::kDraining || !respawn_wanted;
+  // A worker that left cleanly without being asked (someone sent it SIGTERM)
+  // is replaced, but it did not fail: a warning, not an error.
+  note.level = expected ? (exit.Clean() ? LogLevel::kInfo : LogLevel::kNotice)
+                        : (exit.Clean() ? LogLevel::kWarning : LogLevel::kError);
+  note.boot_failure = !w.booted && !expected;
+  note.repeatable = !expected;
+  std::string how = exit.Describe();
+  if (w.hung) how += " after it hung";
+  if (note.boot_failure) how += " before it was accepting";
+  note.story = "generation " + std::to_string(w.generation) + ": " + how;
+  std::string who = exit.fork_errno ? "worker for slot " + std::to_string(w.slot) + " of generation " +
+                                          std::to_string(w.generation)
+                                    : "worker " + std::to_string(pid) + " (slot " + std::to_string(w.slot) +
+                                          ", generation " + std::to_string(w.generation) + ")";
+  note.text = who + " " + how;
+  if (exit.signal == SIGKILL && !w.kill_sent && !w.hung) note.text += "; SIGKILL from outside often means the OOM killer";
+  if (d.kind == ExitDecision::Kind::kRespawn) {
+    note.text += d.delay.count() == 0 ? "; restarting now"
+                                      : "; restarting in " + std::to_string(d.delay.count()) + " ms";
+  }
+  return note;
+}
+
+std::string GiveUpReason(const WorkerRecord& w, const ExitStatus& exit, const RestartPolicy& policy) {
+  std::string where = "slot " + std::to_string(w.slot) + " of generation " + std::to_string(w.generation);
+  if (exit.signal == 0 && exit.fork_errno == 0 && exit.code == kExitCannotBoot) {
+    return where + " cannot boot (its worker exited with code " + std::to_string(kExitCannotBoot) +
+           "; its log line says why)";
+  }
+  return where + " failed to boot " + std::to_string(policy.max_boot_failures) + " times in a row (last: " +
+         exit.Describe() + ")";
 }
 
 namespace {
@@ -164,6 +204,14 @@ std::vector<Action> Plan(const SupervisorView& view, TimePoint now) {
 
   if (view.canary_generation) {
     if (abandon) {
+      // New workers that already accept may hold clients: they drain like any
+      // retired worker. Those that never booted are killed.
+      for (const WorkerRecord& w : workers) {
+        if (w.generation == *view.canary_generation && w.pid > 0 && w.state != WorkerState::kDraining &&
+            !w.kill_sent) {
+          out.push_back(Signal(w.pid, w.booted ? SIGTERM : SIGKILL));
+        }
+      }
       out.push_back({.kind = Action::Kind::kAbandon, .generation = *view.canary_generation});
       // Nothing was serving yet (this was the first generation), or what serves has given up.
       if (view.serving_generation == 0 || view.serving_halted) {
@@ -213,6 +261,24 @@ std::optional<TimePoint> NextDeadline(const SupervisorView& view) {
   }
   if (!view.stopping && view.canary_generation) consider(view.canary_deadline);
   return next;
+}
+
+bool RespawnWanted(const SupervisorView& view, uint64_t generation) {
+  if (view.stopping) return false;
+  if (generation == view.serving_generation) return !view.serving_halted;
+  return view.canary_generation && generation == *view.canary_generation && !view.canary_halted;
+}
+
+bool BootFailureHistory::Record(TimePoint now, int threshold, milliseconds window) {
+  times_.push_back(now);
+  while (!times_.empty() && (window.count() <= 0 || now - times_.front() >= window)) times_.pop_front();
+  if (engaged_ || !Engaged(now, threshold, window)) return false;
+  engaged_ = true;
+  return true;
+}
+
+bool BootFailureHistory::Engaged(TimePoint now, int threshold, milliseconds window) const {
+  return CrashLoopEngaged(times_, now, threshold, window);
 }
 
 bool WatchdogHealthy(const SupervisorView& view, TimePoint now) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/log.h"
 #include "common/signals.h"
 
 namespace rot13d::supervisor {
@@ -19,15 +20,18 @@ using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 using std::chrono::milliseconds;
 
-// How a child ended, decoded from a waitpid status.
+// How a child ended, decoded from a waitpid status; or that it never started
+// (fork failed), which the planner treats like a worker that died booting.
 struct ExitStatus {
   int code = 0;     // valid when signal == 0
   int signal = 0;   // the killing signal, or 0
   bool core_dumped = false;
+  int fork_errno = 0;  // fork(2) failed with this; no process ever existed
 
   static ExitStatus FromWaitStatus(int status);
-  bool Clean() const { return signal == 0 && code == 0; }
-  // "exited with code 4", "killed by SIGKILL (core dumped)".
+  static ExitStatus ForkFailed(int error) { return {.fork_errno = error}; }
+  bool Clean() const { return signal == 0 && code == 0 && fork_errno == 0; }
+  // "exited with code 4", "killed by SIGKILL (core dumped)", "could not be forked: ...".
   std::string Describe() const;
 };
 
@@ -123,9 +127,24 @@ struct ExitDecision {
 };
 
 // respawn_wanted: the worker's generation is in force (or is the canary) and
-// the supervisor is not stopping.
+// the supervisor is not stopping (see RespawnWanted).
 ExitDecision DecideOnExit(const WorkerRecord& worker, const ExitStatus& status, TimePoint now,
                           const RestartPolicy& policy, bool respawn_wanted);
+
+// How a death is told: at what level, in what words, and under what key the
+// repeat filter collapses identical ones (the pid differs, the story does not).
+struct DeathNote {
+  LogLevel level = LogLevel::kInfo;
+  std::string text;   // "worker 812 (slot 0, generation 2) killed by SIGSEGV; restarting in 100 ms"
+  std::string story;  // "generation 2: killed by SIGSEGV"
+  bool boot_failure = false;  // it died before accepting, unasked: the crash-loop governor counts it
+  bool repeatable = false;    // unasked: a crash loop repeats it, so the repeat filter may collapse it
+};
+DeathNote DescribeDeath(const WorkerRecord& worker, pid_t pid, const ExitStatus& status,
+                        const ExitDecision& decision, bool respawn_wanted);
+
+// Why a generation stops respawning after this decision to give up.
+std::string GiveUpReason(const WorkerRecord& worker, const ExitStatus& status, const RestartPolicy& policy);
 
 // Everything the plan looks at.
 struct SupervisorView {
@@ -172,5 +191,23 @@ std::optional<TimePoint> NextDeadline(const SupervisorView& view);
 
 // WATCHDOG=1 is due only while every live worker is healthy or being replaced.
 bool WatchdogHealthy(const SupervisorView& view, TimePoint now);
+
+// Whether a worker of `generation` that dies is replaced: it serves or is the
+// canary, has not halted, and the supervisor is not stopping.
+bool RespawnWanted(const SupervisorView& view, uint64_t generation);
+
+// Boot failures of one generation within its crash-loop window.
+class BootFailureHistory {
+ public:
+  // Records one at `now`; true when this one engaged the governor.
+  bool Record(TimePoint now, int threshold, milliseconds window);
+  // The governor's trigger: at least threshold failures within window.
+  bool Engaged(TimePoint now, int threshold, milliseconds window) const;
+  size_t count() const { return times_.size(); }
+
+ private:
+  std::deque<TimePoint> times_;
+  bool engaged_ = false;  // told once per generation
+};
 
 }  // namespace rot13d::supervisor

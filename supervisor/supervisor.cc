@@ -3,37 +3,32 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
-#include <cstring>
-#include <deque>
-#include <map>
 #include <optional>
-#include <set>
-#include <sstream>
 #include <vector>
 
 #include "common/capabilities.h"
 #include "common/config.h"
 #include "common/exit_codes.h"
-#include "common/signals.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "common/stats.h"
 #include "daemon/worker.h"
 #include "supervisor/cpus.h"
+#include "supervisor/generation.h"
 #include "supervisor/listeners.h"
 #include "supervisor/notify.h"
 #include "supervisor/planner.h"
 #include "supervisor/privileges.h"
 #include "supervisor/reload_request.h"
+#include "supervisor/repeat_log.h"
+#include "supervisor/status_line.h"
 
 namespace rot13d::supervisor {
 namespace {
@@ -42,32 +37,26 @@ namespace {
 constexpr size_t kStatsSlots = 4 * kMaxWorkers + 64;
 constexpr milliseconds kStatusInterval{1000};
 // Identical worker-death messages: the first few in a window are logged, the
-// rest counted and summarized when it closes (so a crash loop cannot flood the journal).
+// rest counted and summarized when it closes (a crash loop cannot flood the journal).
 constexpr milliseconds kRepeatWindow{10000};
 constexpr uint64_t kRepeatBurst = 5;
+// A signal rot13d does not use is logged once per window per signal.
+constexpr milliseconds kStraySignalWindow{60000};
+// Each action changes the table, so re-planning settles in a few rounds; more
+// than this is a bug, said out loud rather than spun on.
+constexpr int kMaxPlanRounds = 64;
 
 enum : uint64_t { kTagSignal = 1, kTagTimer, kTagReady };
 
 // All but SIGABRT (see SetUp) and SIGPIPE (ignored). Real faults (SIGSEGV...)
 // are delivered whatever the mask; only a stray kill(2) of them is caught.
 const SignalSet kSupervisorSignals = SignalSet::AllBlockable().Without({SIGABRT, SIGPIPE});
-// A signal rot13d does not use is logged once per window per signal.
-constexpr milliseconds kStraySignalWindow{60000};
 
 std::string Num(uint64_t v) { return std::to_string(v); }
 
-std::string HumanBytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  std::ostringstream s;
-  s.precision(u == 0 ? 0 : 1);
-  s << std::fixed << v << ' ' << units[u];
-  return s.str();
+std::vector<LogField> WorkerFields(pid_t pid, const WorkerRecord& w) {
+  return {{"WORKER_PID", Num(static_cast<uint64_t>(pid))}, {"WORKER_SLOT", Num(w.slot)},
+          {"GENERATION", Num(w.generation)}};
 }
 
 class Supervisor {
@@ -79,96 +68,76 @@ class Supervisor {
   // Set-up.
   Status SetUp();
   std::optional<Config> ReadConfig(bool at_start);
-  Status OpenListeners(const Config& config);
+  Status DropPrivileges(const Config& config);
   void StartGeneration(const Config& config);
 
   // Events.
   void OnSignals();
   void OnStraySignal(const signalfd_siginfo& si);
   void Reap();
-  void Reload();
+  void ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit);
+  bool ReloadDue() const { return reload_pending_ && !canary_ && !stopping_; }
+  void StartReload();
+  void FailReload(int answer, const std::string& why);
   void BeginStop(bool immediately);
   void RefreshPhases();
-  void HaltGeneration(const WorkerRecord& w, const std::string& last_failure);
-  void RecordBootFailure(uint64_t generation, TimePoint now);
-  void LogRepeatedDeaths(TimePoint now);
-  void AnswerReload(int answer);
-  void AnswerQueuedRequestsToo();  // the reload starting now answers the queued requests
-  Status DropPrivileges(const Config& config);
-  std::vector<std::string> RetiredListeners() const;
-  void ApplyListenerSettings(const Config& config);
 
-  // The executor: performs what the planner decided.
+  // The executor: performs what the planner decided, and logs it.
   void ExecutePlan();
+  void Perform(const Action& a);
   void Spawn(WorkerRecord& w);
+  [[noreturn]] void RunChild(const Config& config, WorkerStats& stats);
+  void ReleaseStats(WorkerRecord& w);
   void SignalWorker(pid_t pid, int sig);
   void AbortHung(pid_t pid);
-  void Promote(uint64_t generation);
-  void Abandon(uint64_t generation);
+  void HaltGeneration(const WorkerRecord& w, const std::string& reason);
+  void Promote();
+  void Abandon();
   void CloseRetiredListeners();
   void KillAllAndReap();
 
   SupervisorView View(TimePoint now) const;
   WorkerRecord* FindByPid(pid_t pid);
-  const Config& ConfigOf(uint64_t generation) const;
-  std::vector<std::string> ListenerNamesFor(const Config& config) const;
+  // The generation a worker belongs to; a retiring one's settings are the serving one's.
+  Generation& GenerationOf(uint64_t id) { return canary_ && canary_->id == id ? *canary_ : serving_; }
+  std::vector<const Config*> ConfigsInForce() const;
   std::string StatusLine() const;
-  void ArmTimer();
   void Tick();
+  void ArmTimer();
 
   Options options_;
   RestartPolicy policy_;
   Notifier notify_;
-  pid_t self_ = 0;
+  pid_t self_ = getpid();
 
   UniqueFd epoll_, signals_, timer_, ready_;
   UniqueFd nudge_;  // workers' shared doorbell for accept balance (see daemon/worker.h)
   std::optional<StatsTable> stats_;
   std::vector<int> free_stats_;
+  ListenerSet listeners_;
 
-  std::map<std::string, Listener> listeners_;  // by configured address text
-  bool activated_ = false;
-
-  Config serving_config_;
-  std::optional<Config> canary_config_;
-  uint64_t serving_generation_ = 0;
-  std::optional<uint64_t> canary_generation_;
-  int canary_size_ = 0;
-  TimePoint canary_deadline_{};
+  Generation serving_;
+  std::optional<Generation> canary_;
   uint64_t next_generation_ = 1;
-  std::set<uint64_t> halted_;
   std::vector<WorkerRecord> workers_;
 
   bool stopping_ = false;
-  bool reload_queued_ = false;
+  bool reload_pending_ = false;  // asked for; starts at the top of a loop turn once no canary is out
   std::optional<int> exit_code_;
   std::string last_reload_ = "none";
   bool config_unreadable_ = false;  // the last ReadConfig failed to read the file at all
-  std::string canary_failure_;
-  uint64_t retired_connections_ = 0;
+  uint64_t retired_connections_ = 0;  // of workers gone, for the status line
   uint64_t retired_bytes_ = 0;
   TimePoint last_tick_{};
   TimePoint last_watchdog_{};
 
-  // Crash-loop governor: boot failures and last fork time per generation.
-  std::map<uint64_t, std::deque<TimePoint>> boot_failures_;
-  std::map<uint64_t, TimePoint> last_fork_;
-  std::set<uint64_t> governed_;  // generations whose governor engagement was logged
-  // Worker deaths: repeated identical messages are counted, not logged each time.
-  RepeatFilter deaths_{kRepeatWindow, kRepeatBurst};
-  std::map<std::string, std::pair<LogLevel, std::string>> death_summaries_;
-  RepeatFilter stray_signals_{kStraySignalWindow, 1};
-  // Requesters of `rot13d --reload`, for the reload in progress and for the
-  // next, as pidfds of the processes waiting for an answer: a pidfd,
-  // not a pid, so an answer never reaches a stranger that reused the pid of a
-  // requester that gave up (the answer is a real-time signal, which kills).
-  std::vector<UniqueFd> reload_answer_to_;
-  std::vector<UniqueFd> reload_next_answer_to_;
+  RepeatLog deaths_{kRepeatWindow, kRepeatBurst};
+  RepeatLog strays_{kStraySignalWindow, 1};
+  ReloadRequesters requesters_{self_};
   std::optional<Identity> identity_;  // who we became after binding, when started as root
 };
 
 Status Supervisor::SetUp() {
-  self_ = getpid();
   // A log line to a stderr pipe whose reader left must not kill the service.
   if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) return ErrnoErr() << "ignoring SIGPIPE";
   // Blocked before the first fork, read synchronously from a signalfd: no
@@ -200,11 +169,12 @@ Status Supervisor::SetUp() {
   stats_.emplace(std::move(*table));
   for (int i = static_cast<int>(kStatsSlots) - 1; i >= 0; --i) free_stats_.push_back(i);
 
-  // Each connection is a descriptor: use the hard limit the service manager allows.
+  // Each connection is a descriptor: use the hard limit the service manager
+  // allows. Failing that, the soft limit stands: not worth refusing to start.
   rlimit nofile{};
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
     nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
+    if (setrlimit(RLIMIT_NOFILE, &nofile) != 0) Log(LogLevel::kWarning, Error(ErrnoErr() << "setrlimit").ToString());
   }
   return OkStatus();
 }
@@ -230,183 +200,126 @@ std::optional<Config> Supervisor::ReadConfig(bool at_start) {
   return load.config;
 }
 
-std::vector<std::string> Supervisor::ListenerNamesFor(const Config& config) const {
-  std::vector<std::string> names;
-  if (activated_) {
-    for (const auto& [name, l] : listeners_) names.push_back(name);
-  } else {
-    for (const ListenAddress& a : config.listen) names.push_back(a.ToString());
-  }
-  return names;
-}
-
-// Binds the addresses not bound yet; all or nothing.
-Status Supervisor::OpenListeners(const Config& config) {
-  if (activated_) {
-    if (config.listen_set) {
-      Log(LogLevel::kWarning, "'listen' in " + options_.config_path +
-                                  " is ignored: the listening sockets come from socket activation");
-    }
-    return OkStatus();
-  }
-  auto owner = ResolveSocketOwner(config.socket_user, config.socket_group);
-  if (!owner) return Err() << "unix socket owner: " << owner.error().ToString();
-  std::vector<std::string> added;
-  for (const ListenAddress& a : config.listen) {
-    std::string name = a.ToString();
-    auto it = listeners_.find(name);
-    if (it != listeners_.end()) continue;  // kept; new settings apply when the reload commits
-    auto bound = BindListener(a, config.backlog, config.socket_mode);
-    if (!bound) {
-      for (const std::string& n : added) listeners_.erase(n);
-      return bound.error();
-    }
-    if (a.kind == ListenAddress::Kind::kUnix && !owner->unchanged() &&
-        chown(a.path.c_str(), owner->uid, owner->gid) != 0) {
-      Error e = ErrnoErr() << "chown " << a.path;
-      for (const std::string& n : added) listeners_.erase(n);
-      return e;
-    }
-    Log(LogLevel::kInfo, "listening on " + bound->Describe());
-    listeners_.emplace(name, std::move(*bound));
-    added.push_back(name);
-  }
-  return OkStatus();
-}
-
 // A new generation starts as the canary: its workers are spawned now, and it
 // takes over only once every one of them is accepting.
 void Supervisor::StartGeneration(const Config& config) {
-  uint64_t generation = next_generation_++;
-  canary_generation_ = generation;
-  canary_failure_.clear();
-  canary_config_ = config;
-  canary_size_ = config.workers > 0 ? config.workers : AutoWorkerCount();
   auto now = Clock::now();
-  canary_deadline_ = now + policy_.boot_timeout;
-  for (int slot = 0; slot < canary_size_; ++slot) {
-    WorkerRecord w;
-    w.slot = slot;
-    w.generation = generation;
-    w.state = WorkerState::kBackoff;  // due at once: the planner spawns it
-    w.restart_at = now;
-    workers_.push_back(w);
+  canary_.emplace();
+  canary_->id = next_generation_++;
+  canary_->config = config;
+  canary_->size = config.workers > 0 ? config.workers : AutoWorkerCount();
+  canary_->deadline = now + policy_.boot_timeout;
+  for (int slot = 0; slot < canary_->size; ++slot) {
+    // Due at once: the planner spawns it.
+    workers_.push_back({.slot = slot, .generation = canary_->id, .state = WorkerState::kBackoff, .restart_at = now});
   }
-  Log(LogLevel::kInfo, "starting generation " + Num(generation) + " with " + Count(canary_size_, "worker"), {{"GENERATION", Num(generation)}});
+  Log(LogLevel::kInfo, "starting generation " + Num(canary_->id) + " with " + Count(canary_->size, "worker"),
+      {{"GENERATION", Num(canary_->id)}});
 }
 
-const Config& Supervisor::ConfigOf(uint64_t generation) const {
-  if (canary_generation_ && generation == *canary_generation_) return *canary_config_;
-  return serving_config_;
+std::vector<const Config*> Supervisor::ConfigsInForce() const {
+  std::vector<const Config*> in_force{&serving_.config};
+  if (canary_) in_force.push_back(&canary_->config);
+  return in_force;
 }
 
 SupervisorView Supervisor::View(TimePoint now) const {
   SupervisorView v;
-  for (const auto& [generation, failures] : boot_failures_) {
-    const Config& config = ConfigOf(generation);
-    if (CrashLoopEngaged(failures, now, config.crash_loop_failures, config.crash_loop_window)) {
-      auto last = last_fork_.find(generation);
-      v.next_governed_fork[generation] =
-          last == last_fork_.end() ? now : last->second + policy_.governed_fork_interval;
-    }
+  for (const Generation* g : {&serving_, canary_ ? &*canary_ : nullptr}) {
+    if (!g) continue;
+    if (auto next = g->NextGovernedFork(now, policy_.governed_fork_interval)) v.next_governed_fork[g->id] = *next;
   }
   v.workers = &workers_;
-  v.serving_generation = serving_generation_;
-  v.canary_generation = canary_generation_;
-  v.canary_size = canary_size_;
-  v.canary_deadline = canary_deadline_;
-  v.serving_halted = halted_.count(serving_generation_) > 0;
-  v.canary_halted = canary_generation_ && halted_.count(*canary_generation_) > 0;
+  v.serving_generation = serving_.id;
+  if (canary_) {
+    v.canary_generation = canary_->id;
+    v.canary_size = canary_->size;
+    v.canary_deadline = canary_->deadline;
+    v.canary_halted = canary_->halted;
+  }
+  v.serving_halted = serving_.halted;
   v.stopping = stopping_;
-  v.retired_listeners = !RetiredListeners().empty();
+  v.retired_listeners = !listeners_.Unused(ConfigsInForce()).empty();
   return v;
 }
 
 WorkerRecord* Supervisor::FindByPid(pid_t pid) {
-  for (WorkerRecord& w : workers_) {
-    if (w.pid == pid) return &w;
-  }
-  return nullptr;
+  auto it = std::find_if(workers_.begin(), workers_.end(), [pid](const WorkerRecord& w) { return w.pid == pid; });
+  return it == workers_.end() ? nullptr : &*it;
 }
 
 void Supervisor::Spawn(WorkerRecord& w) {
-  const Config& config = ConfigOf(w.generation);
+  Generation& g = GenerationOf(w.generation);
   if (free_stats_.empty()) {
     Log(LogLevel::kError, "no free worker counter slot; retrying slot " + Num(w.slot) + " later");
     w.restart_at = Clock::now() + policy_.max_delay;
     return;
   }
-  int stats_index = free_stats_.back();
-  WorkerStats& stats = stats_->at(static_cast<size_t>(stats_index));
+  w.stats_index = free_stats_.back();
+  free_stats_.pop_back();
+  WorkerStats& stats = stats_->at(static_cast<size_t>(w.stats_index));
   stats.open_connections.store(0);
   stats.connections_total.store(0);
   stats.bytes_total.store(0);
   stats.heartbeat_ns.store(0);
   stats.SetPhase(WorkerPhase::kBooting);
-
+  auto now = Clock::now();
+  g.last_fork = now;
+  w.started = now;
   pid_t pid = fork();
+  if (pid == 0) RunChild(g.config, stats);
   if (pid < 0) {
     // A fork that fails is a boot that fails: same backoff, same give-up.
-    std::string error = std::string("fork failed: ") + std::strerror(errno);
-    stats.SetPhase(WorkerPhase::kFree);
-    RecordBootFailure(w.generation, Clock::now());
-    w.failures += 1;
-    w.boot_failures += 1;
-    w.restart_at = Clock::now() + BackoffDelay(policy_, w.failures);
-    Log(LogLevel::kError, "slot " + Num(w.slot) + " of generation " + Num(w.generation) + ": " + error,
-        {{"WORKER_SLOT", Num(w.slot)}, {"GENERATION", Num(w.generation)}});
-    if (w.boot_failures >= policy_.max_boot_failures) {
-      w.state = WorkerState::kFailed;
-      HaltGeneration(w, error);
-    }
+    ExitStatus failed = ExitStatus::ForkFailed(errno);
+    ReleaseStats(w);
+    ApplyExit(w, 0, failed);
     return;
   }
-  if (pid == 0) {
-    // The worker. Nothing here returns: supervisor objects are never destroyed
-    // in the child (that would unlink socket files), it leaves with _exit.
-    // Signals stay blocked as the supervisor had them until RunWorker sets
-    // the worker's own mask and dispositions.
-    epoll_.reset();
-    reload_answer_to_.clear();
-    reload_next_answer_to_.clear();
-    signals_.reset();
-    timer_.reset();
-    ConfigureLogging(config.log_level, config.log_target);  // a canary logs as its config says
-    daemon::WorkerParams params;
-    std::vector<std::string> mine = ListenerNamesFor(config);
-    for (auto& [name, listener] : listeners_) {
-      UniqueFd fd = listener.TakeForChild();
-      if (std::find(mine.begin(), mine.end(), name) != mine.end()) params.listeners.push_back(std::move(fd));
-    }
-    params.buffer_size = config.buffer_size;
-    params.max_connections = config.max_connections;
-    params.idle_timeout = config.idle_timeout;
-    // Four heartbeats per heartbeat_timeout at least, so an idle worker never looks hung.
-    if (config.heartbeat_timeout.count() > 0) params.tick = std::min(params.tick, config.heartbeat_timeout / 4);
-    params.stats = &stats;
-    params.all_stats = &stats_->at(0);
-    params.all_stats_count = stats_->size();
-    params.ready_fd = ready_.borrow();
-    params.nudge_fd = nudge_.borrow();
-    params.supervisor_pid = self_;
-    _exit(daemon::RunWorker(std::move(params)));
-  }
-  free_stats_.pop_back();
   w.pid = pid;
   w.state = WorkerState::kRunning;
-  w.booted = false;
-  w.started = Clock::now();
-  last_fork_[w.generation] = w.started;
+  w.booted = w.hung = w.kill_sent = w.stopped_accepting = false;
   w.heartbeat = {};
-  w.heartbeat_timeout = config.heartbeat_timeout;
-  w.hung = false;
-  w.kill_sent = false;
-  w.stopped_accepting = false;
-  w.stats_index = stats_index;
+  w.heartbeat_timeout = g.config.heartbeat_timeout;
   Log(LogLevel::kDebug, "worker " + Num(static_cast<uint64_t>(pid)) + " started in slot " + Num(w.slot) +
                             " of generation " + Num(w.generation),
       {{"WORKER_PID", Num(static_cast<uint64_t>(pid))}, {"WORKER_SLOT", Num(w.slot)},
        {"GENERATION", Num(w.generation)}});
+}
+
+// The child of a fork, on its way to daemon::RunWorker. Nothing here returns:
+// supervisor objects are never destroyed in the child (that would unlink
+// socket files), it leaves with _exit. It closes what only the supervisor may
+// hold; signals stay blocked as the supervisor had them until RunWorker sets
+// the worker's own mask, dispositions and (no) privileges.
+void Supervisor::RunChild(const Config& config, WorkerStats& stats) {
+  epoll_.reset();
+  signals_.reset();
+  timer_.reset();
+  requesters_.Forget();
+  ConfigureLogging(config.log_level, config.log_target);  // a canary logs as its config says
+  daemon::WorkerParams params = daemon::ParamsFor(config);
+  std::vector<std::string> mine = listeners_.NamesFor(config);
+  for (auto& [name, listener] : listeners_.all()) {
+    UniqueFd fd = listener.TakeForChild();  // ours to close if not ours to serve
+    if (std::find(mine.begin(), mine.end(), name) != mine.end()) params.listeners.push_back(std::move(fd));
+  }
+  params.stats = &stats;
+  params.all_stats = &stats_->at(0);
+  params.all_stats_count = stats_->size();
+  params.ready_fd = ready_.borrow();
+  params.nudge_fd = nudge_.borrow();
+  params.supervisor_pid = self_;
+  _exit(daemon::RunWorker(std::move(params)));
+}
+
+void Supervisor::ReleaseStats(WorkerRecord& w) {
+  if (w.stats_index < 0) return;
+  WorkerStats& s = stats_->at(static_cast<size_t>(w.stats_index));
+  retired_connections_ += s.connections_total.load();
+  retired_bytes_ += s.bytes_total.load();
+  s.SetPhase(WorkerPhase::kFree);
+  free_stats_.push_back(w.stats_index);
+  w.stats_index = -1;
 }
 
 void Supervisor::RefreshPhases() {
@@ -423,51 +336,6 @@ void Supervisor::RefreshPhases() {
   }
 }
 
-// A slot that cannot boot stops its whole generation's respawning.
-void Supervisor::HaltGeneration(const WorkerRecord& w, const std::string& last_failure) {
-  uint64_t g = w.generation;
-  halted_.insert(g);
-  for (WorkerRecord& other : workers_) {
-    if (other.generation == g && other.pid == 0) other.state = WorkerState::kFailed;
-  }
-  std::string why = "slot " + Num(w.slot) + " of generation " + Num(g) + " failed to boot " +
-                    Count(static_cast<unsigned>(policy_.max_boot_failures), "time") + " in a row (last: " +
-                    last_failure + ")";
-  if (canary_generation_ && g == *canary_generation_) canary_failure_ = why;
-  Log(LogLevel::kError, "worker " + why + "; not respawning generation " + Num(g),
-      {{"WORKER_SLOT", Num(w.slot)}, {"GENERATION", Num(g)}});
-}
-
-std::vector<std::string> Supervisor::RetiredListeners() const {
-  std::vector<std::string> used = ListenerNamesFor(serving_config_);
-  if (canary_config_) {
-    std::vector<std::string> starting = ListenerNamesFor(*canary_config_);
-    used.insert(used.end(), starting.begin(), starting.end());
-  }
-  std::vector<std::string> retired;
-  for (const auto& [name, l] : listeners_) {
-    if (std::find(used.begin(), used.end(), name) == used.end()) retired.push_back(name);
-  }
-  return retired;
-}
-
-// Settings of listeners that are kept across a reload, applied once it commits.
-void Supervisor::ApplyListenerSettings(const Config& config) {
-  if (activated_) return;
-  for (const ListenAddress& a : config.listen) {
-    auto it = listeners_.find(a.ToString());
-    if (it == listeners_.end()) continue;
-    if (Status s = SetBacklog(it->second.fd(), config.backlog); !s) {
-      Log(LogLevel::kWarning, "changing the backlog of " + it->first + ": " + s.error().ToString());
-    }
-    struct stat st {};
-    if (a.kind == ListenAddress::Kind::kUnix && stat(a.path.c_str(), &st) == 0 &&
-        (st.st_mode & 07777) != config.socket_mode && chmod(a.path.c_str(), config.socket_mode) != 0) {
-      Log(LogLevel::kWarning, "chmod " + a.path + ": " + std::strerror(errno));
-    }
-  }
-}
-
 void Supervisor::Reap() {
   RefreshPhases();  // a worker that reported accepting and then died did boot
   int status = 0;
@@ -475,78 +343,69 @@ void Supervisor::Reap() {
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     WorkerRecord* w = FindByPid(pid);
     if (!w) continue;
-    ExitStatus exit = ExitStatus::FromWaitStatus(status);
-    if (w->stats_index >= 0) {
-      WorkerStats& s = stats_->at(static_cast<size_t>(w->stats_index));
-      retired_connections_ += s.connections_total.load();
-      retired_bytes_ += s.bytes_total.load();
-      s.SetPhase(WorkerPhase::kFree);
-      free_stats_.push_back(w->stats_index);
-      w->stats_index = -1;
-    }
-    bool wanted = !stopping_ && !halted_.count(w->generation) &&
-                  (w->generation == serving_generation_ ||
-                   (canary_generation_ && w->generation == *canary_generation_));
-    ExitDecision d = DecideOnExit(*w, exit, Clock::now(), policy_, wanted);
-
-    std::string who = "worker " + Num(static_cast<uint64_t>(pid)) + " (slot " + Num(w->slot) +
-                      ", generation " + Num(w->generation) + ")";
-    std::string what = who + " " + exit.Describe();
-    bool expected = w->state == WorkerState::kDraining || !wanted;
-    // A worker that left cleanly without being asked (someone sent it SIGTERM)
-    // is replaced, but it did not fail: a warning, not an error.
-    LogLevel level = expected ? (exit.Clean() ? LogLevel::kInfo : LogLevel::kNotice)
-                              : (exit.Clean() ? LogLevel::kWarning : LogLevel::kError);
-    if (exit.signal == SIGKILL && !w->kill_sent && !w->hung) {
-      what += "; SIGKILL from outside often means the OOM killer";
-    }
-    if (w->hung) what += " after it hung";
-    if (!w->booted && !expected) {
-      what += " before it was accepting";
-      RecordBootFailure(w->generation, Clock::now());
-    }
-    // The same failure again and again (a crash loop) is logged once per window
-    // and then summarized with a count: the pid differs, the story does not.
-    std::string story = "generation " + Num(w->generation) + ": " + exit.Describe() +
-                        (w->hung ? " after it hung" : "") +
-                        (!w->booted && !expected ? " before it was accepting" : "");
-    bool log_it = expected || deaths_.Admit(story, Clock::now());
-    if (!log_it) death_summaries_[story] = {level, story};
-    if (d.kind == ExitDecision::Kind::kRespawn) {
-      what += d.delay.count() == 0 ? "; restarting now"
-                                   : "; restarting in " + Num(static_cast<uint64_t>(d.delay.count())) + " ms";
-    }
-    if (log_it) Log(level, what,
-        {{"WORKER_PID", Num(static_cast<uint64_t>(pid))}, {"WORKER_SLOT", Num(w->slot)},
-         {"GENERATION", Num(w->generation)},
-         exit.signal ? LogField{"EXIT_SIGNAL", SignalName(exit.signal)}
-                     : LogField{"EXIT_CODE", Num(static_cast<uint64_t>(exit.code))},
-         {"COREDUMP", exit.core_dumped ? "1" : "0"}});
-
-    w->pid = 0;
-    switch (d.kind) {
-      case ExitDecision::Kind::kForget:
-        workers_.erase(workers_.begin() + (w - workers_.data()));
-        break;
-      case ExitDecision::Kind::kRespawn:
-        w->state = WorkerState::kBackoff;
-        w->failures = d.failures;
-        w->boot_failures = d.boot_failures;
-        w->restart_at = Clock::now() + d.delay;
-        break;
-      case ExitDecision::Kind::kGiveUp:
-        w->state = WorkerState::kFailed;
-        HaltGeneration(*w, exit.Describe());
-        break;
-    }
+    ReleaseStats(*w);
+    ApplyExit(*w, pid, ExitStatus::FromWaitStatus(status));
   }
+}
+
+// Wait, decide, apply: the planner decides what the death means and how it
+// is told; this applies it to the table and the log.
+void Supervisor::ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit) {
+  auto now = Clock::now();
+  const bool wanted = RespawnWanted(View(now), w.generation);
+  const ExitDecision d = DecideOnExit(w, exit, now, policy_, wanted);
+  const DeathNote note = DescribeDeath(w, pid, exit, d, wanted);
+  Generation& g = GenerationOf(w.generation);
+  if (note.boot_failure &&
+      g.boot_failures.Record(now, g.config.crash_loop_failures, g.config.crash_loop_window)) {
+    Log(LogLevel::kWarning, "crash loop: generation " + Num(g.id) + " had " +
+                                Count(g.boot_failures.count(), "boot failure") + " within " +
+                                Num(static_cast<uint64_t>(g.config.crash_loop_window.count())) +
+                                " ms; forking at most one of its workers per second",
+        {{"GENERATION", Num(g.id)}});
+  }
+  // The same failure again and again (a crash loop) is logged once per window
+  // and then summarized with a count.
+  if (!note.repeatable || deaths_.Admit(note.story, note.level, "worker of " + note.story, now)) {
+    std::vector<LogField> fields = WorkerFields(pid, w);
+    fields.push_back(exit.signal ? LogField{"EXIT_SIGNAL", SignalName(exit.signal)}
+                                 : LogField{"EXIT_CODE", Num(static_cast<uint64_t>(exit.code))});
+    fields.push_back({"COREDUMP", exit.core_dumped ? "1" : "0"});
+    Log(note.level, note.text, fields);
+  }
+  w.pid = 0;
+  switch (d.kind) {
+    case ExitDecision::Kind::kForget: workers_.erase(workers_.begin() + (&w - workers_.data())); break;
+    case ExitDecision::Kind::kRespawn:
+      w.state = WorkerState::kBackoff;
+      w.failures = d.failures;
+      w.boot_failures = d.boot_failures;
+      w.restart_at = now + d.delay;
+      break;
+    case ExitDecision::Kind::kGiveUp:
+      w.state = WorkerState::kFailed;
+      HaltGeneration(w, GiveUpReason(w, exit, policy_));
+      break;
+  }
+}
+
+// A slot that cannot boot stops its whole generation's respawning.
+void Supervisor::HaltGeneration(const WorkerRecord& w, const std::string& reason) {
+  Generation& g = GenerationOf(w.generation);
+  g.halted = true;
+  g.failure = reason;
+  for (WorkerRecord& other : workers_) {
+    if (other.generation == g.id && other.pid == 0) other.state = WorkerState::kFailed;
+  }
+  Log(LogLevel::kError, "worker " + reason + "; not respawning generation " + Num(g.id),
+      {{"WORKER_SLOT", Num(w.slot)}, {"GENERATION", Num(g.id)}});
 }
 
 void Supervisor::SignalWorker(pid_t pid, int sig) {
   WorkerRecord* w = FindByPid(pid);
   if (!w) return;
   if (::kill(pid, sig) != 0 && errno != ESRCH) {
-    Log(LogLevel::kWarning, "kill " + Num(static_cast<uint64_t>(pid)) + ": " + std::strerror(errno));
+    Log(LogLevel::kWarning, Error(ErrnoErr() << "kill " << pid).ToString());
   }
   if (sig == SIGKILL) {
     // A hung worker that outlived its SIGABRT stays a serving one, to be
@@ -555,7 +414,7 @@ void Supervisor::SignalWorker(pid_t pid, int sig) {
     w->kill_sent = true;
   } else if (w->state != WorkerState::kDraining) {
     w->state = WorkerState::kDraining;
-    w->kill_at = Clock::now() + serving_config_.shutdown_timeout;
+    w->kill_at = Clock::now() + serving_.config.shutdown_timeout;
   }
 }
 
@@ -565,15 +424,18 @@ void Supervisor::AbortHung(pid_t pid) {
   auto now = Clock::now();
   auto silent = std::chrono::duration_cast<milliseconds>(now - std::max(w->heartbeat, w->started));
   Log(LogLevel::kError, "worker " + Num(static_cast<uint64_t>(pid)) + " (slot " + Num(w->slot) + ", generation " +
-                            Num(w->generation) + ") is hung: no heartbeat for " + Num(static_cast<uint64_t>(silent.count())) +
-                            " ms (heartbeat_timeout " + Num(static_cast<uint64_t>(w->heartbeat_timeout.count())) +
+                            Num(w->generation) + ") is hung: no heartbeat for " +
+                            Num(static_cast<uint64_t>(silent.count())) + " ms (heartbeat_timeout " +
+                            Num(static_cast<uint64_t>(w->heartbeat_timeout.count())) +
                             " ms); sending SIGABRT, then SIGKILL in " +
                             Num(static_cast<uint64_t>(policy_.hung_kill_grace.count())) + " ms",
-      {{"WORKER_PID", Num(static_cast<uint64_t>(pid))}, {"WORKER_SLOT", Num(w->slot)},
-       {"GENERATION", Num(w->generation)}});
+      WorkerFields(pid, *w));
   // SIGCONT too: a stopped worker must run to take the SIGABRT (and dump its core).
-  ::kill(pid, SIGABRT);
-  ::kill(pid, SIGCONT);
+  for (int sig : {SIGABRT, SIGCONT}) {
+    if (::kill(pid, sig) != 0 && errno != ESRCH) {
+      Log(LogLevel::kWarning, Error(ErrnoErr() << "kill " << pid).ToString());
+    }
+  }
   w->hung = true;
   w->kill_at = now + policy_.hung_kill_grace;
 }
@@ -582,9 +444,7 @@ void Supervisor::AbortHung(pid_t pid) {
 // exists. Not root: nothing to drop (systemd's User= or DynamicUser= did it).
 Status Supervisor::DropPrivileges(const Config& config) {
   if (geteuid() != 0) {
-    if (config.user_set) {
-      Log(LogLevel::kDebug, "'user' is ignored: not started as root");
-    }
+    if (config.user_set) Log(LogLevel::kDebug, "'user' is ignored: not started as root");
     return OkStatus();
   }
   auto id = ResolveIdentity(config.user, config.group);
@@ -600,135 +460,66 @@ Status Supervisor::DropPrivileges(const Config& config) {
   return OkStatus();
 }
 
-void Supervisor::LogRepeatedDeaths(TimePoint now) {
-  for (const RepeatFilter::Summary& summary : deaths_.Flush(now)) {
-    auto it = death_summaries_.find(summary.key);
-    if (it == death_summaries_.end()) continue;
-    Log(it->second.first, "worker of " + it->second.second + ": " + Count(summary.suppressed, "more time") +
-                              " within " + Num(static_cast<uint64_t>(kRepeatWindow.count() / 1000)) +
-                              " s (repeated messages suppressed)");
-    death_summaries_.erase(it);
-  }
-}
-
-void Supervisor::RecordBootFailure(uint64_t generation, TimePoint now) {
-  const Config& config = ConfigOf(generation);
-  std::deque<TimePoint>& times = boot_failures_[generation];
-  times.push_back(now);
-  while (!times.empty() && (config.crash_loop_window.count() <= 0 || now - times.front() >= config.crash_loop_window)) {
-    times.pop_front();
-  }
-  if (times.empty()) boot_failures_.erase(generation);
-  if (CrashLoopEngaged(times, now, config.crash_loop_failures, config.crash_loop_window) &&
-      governed_.insert(generation).second) {
-    Log(LogLevel::kWarning, "crash loop: generation " + Num(generation) + " had " +
-                                Count(times.size(), "boot failure") + " within " +
-                                Num(static_cast<uint64_t>(config.crash_loop_window.count())) +
-                                " ms; forking at most one of its workers per second",
-        {{"GENERATION", Num(generation)}});
-  }
-}
-
-void Supervisor::AnswerQueuedRequestsToo() {
-  for (UniqueFd& fd : reload_next_answer_to_) reload_answer_to_.push_back(std::move(fd));
-  reload_next_answer_to_.clear();
-}
-
-// What sigqueue(3) sends, through the requester's pidfd. (syscall(2): the
-// <sys/pidfd.h> of Debian 12's glibc 2.36 lacks extern "C" for C++.)
-void Supervisor::AnswerReload(int answer) {
-  for (const UniqueFd& fd : reload_answer_to_) {
-    siginfo_t info;
-    std::memset(&info, 0, sizeof info);
-    info.si_signo = ReloadAnswerSignal();
-    info.si_code = SI_QUEUE;
-    info.si_pid = self_;
-    info.si_uid = getuid();
-    info.si_value.sival_int = answer;
-    if (syscall(SYS_pidfd_send_signal, fd.get(), ReloadAnswerSignal(), &info, 0) != 0 && errno != ESRCH) {
-      Log(LogLevel::kWarning, std::string("answering a reload request: ") + std::strerror(errno));
-    }
-  }
-  reload_answer_to_.clear();
-}
-
-void Supervisor::Promote(uint64_t generation) {
-  bool first = serving_generation_ == 0;
-  serving_config_ = std::move(*canary_config_);
-  serving_generation_ = generation;
-  canary_config_.reset();
-  canary_generation_.reset();
-  ConfigureLogging(serving_config_.log_level, serving_config_.log_target);
-  ApplyListenerSettings(serving_config_);
+void Supervisor::Promote() {
+  bool first = serving_.id == 0;
+  serving_ = std::move(*canary_);
+  canary_.reset();
+  ConfigureLogging(serving_.config.log_level, serving_.config.log_target);
+  listeners_.ApplySettings(serving_.config);
 
   // Retire every older generation: drain, then kill at the deadline.
   std::vector<pid_t> old;
   for (const WorkerRecord& w : workers_) {
-    if (w.generation != generation && w.pid > 0) old.push_back(w.pid);
+    if (w.generation != serving_.id && w.pid > 0) old.push_back(w.pid);
   }
-  std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation != generation && w.pid == 0; });
+  std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation != serving_.id && w.pid == 0; });
   for (pid_t pid : old) SignalWorker(pid, SIGTERM);
-  std::erase_if(boot_failures_, [&](const auto& e) { return e.first < generation; });
-  std::erase_if(last_fork_, [&](const auto& e) { return e.first < generation; });
 
   if (first) {
-    Log(LogLevel::kInfo, "ready: " + Count(canary_size_, "worker") + " of generation " + Num(generation) +
-                             " accepting", {{"GENERATION", Num(generation)}});
+    Log(LogLevel::kInfo, "ready: " + Count(serving_.size, "worker") + " of generation " + Num(serving_.id) +
+                             " accepting", {{"GENERATION", Num(serving_.id)}});
   } else {
-    last_reload_ = "ok (generation " + Num(generation) + ")";
-    Log(LogLevel::kNotice, "reload complete: generation " + Num(generation) + " serving with " +
-                               Count(canary_size_, "worker") + "; retiring " + Count(old.size(), "old worker"), {{"GENERATION", Num(generation)}});
-    AnswerReload(static_cast<int>(generation));
+    last_reload_ = "ok (generation " + Num(serving_.id) + ")";
+    Log(LogLevel::kNotice, "reload complete: generation " + Num(serving_.id) + " serving with " +
+                               Count(serving_.size, "worker") + "; retiring " + Count(old.size(), "old worker"),
+        {{"GENERATION", Num(serving_.id)}});
+    requesters_.Answer(static_cast<int>(serving_.id));
   }
   notify_.Ready(StatusLine());
-  if (reload_queued_) {
-    reload_queued_ = false;
-    Reload();
-  }
 }
 
-void Supervisor::Abandon(uint64_t generation) {
-  std::string why = canary_failure_.empty() ? "its workers were not all accepting within " +
-                                                  Num(static_cast<uint64_t>(policy_.boot_timeout.count() / 1000)) + " s"
-                                            : canary_failure_;
-  // New workers that already accept may hold clients: they drain like any
-  // retired worker. Those that never booted are killed.
-  for (WorkerRecord& w : workers_) {
-    if (w.generation == generation && w.pid > 0) SignalWorker(w.pid, w.booted ? SIGTERM : SIGKILL);
-  }
-  std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation == generation && w.pid == 0; });
-  // Listeners only this canary used are now retired: the plan closes them.
-  canary_config_.reset();
-  canary_generation_.reset();
-  canary_failure_.clear();
-  boot_failures_.erase(generation);
-  last_fork_.erase(generation);
-  if (serving_generation_ == 0 || halted_.count(serving_generation_)) {
-    Log(LogLevel::kError, "workers cannot boot: " + why + "; giving up", {{"GENERATION", Num(generation)}});
+// The planner has signalled the canary's workers; what is left is the record.
+void Supervisor::Abandon() {
+  Generation g = std::move(*canary_);
+  canary_.reset();
+  std::string why = g.failure.empty() ? "its workers were not all accepting within " +
+                                            Num(static_cast<uint64_t>(policy_.boot_timeout.count() / 1000)) + " s"
+                                      : g.failure;
+  std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation == g.id && w.pid == 0; });
+  if (serving_.id == 0 || serving_.halted) {
+    Log(LogLevel::kError, "workers cannot boot: " + why + "; giving up", {{"GENERATION", Num(g.id)}});
     return;
   }
   last_reload_ = "failed: new workers did not boot";
-  Log(LogLevel::kError, "reload failed: generation " + Num(generation) + " abandoned (" + why +
-                            "); generation " + Num(serving_generation_) + " keeps serving",
-      {{"GENERATION", Num(generation)}});
-  AnswerReload(kReloadBootFailed);
+  Log(LogLevel::kError, "reload failed: generation " + Num(g.id) + " abandoned (" + why + "); generation " +
+                            Num(serving_.id) + " keeps serving",
+      {{"GENERATION", Num(g.id)}});
+  requesters_.Answer(kReloadBootFailed);
   notify_.Ready(StatusLine());
-  if (reload_queued_) {
-    reload_queued_ = false;
-    Reload();
-  }
 }
 
 void Supervisor::CloseRetiredListeners() {
-  for (const std::string& n : RetiredListeners()) {
+  for (const std::string& n : listeners_.Unused(ConfigsInForce())) {
     Log(LogLevel::kInfo, "closing listener " + n + " (no longer configured)");
-    listeners_.erase(n);
+    listeners_.Close(n);
   }
 }
 
 void Supervisor::KillAllAndReap() {
   for (const WorkerRecord& w : workers_) {
-    if (w.pid > 0) ::kill(w.pid, SIGKILL);
+    if (w.pid > 0 && ::kill(w.pid, SIGKILL) != 0 && errno != ESRCH) {
+      Log(LogLevel::kWarning, Error(ErrnoErr() << "kill " << w.pid).ToString());
+    }
   }
   for (const WorkerRecord& w : workers_) {
     if (w.pid > 0) {
@@ -740,69 +531,73 @@ void Supervisor::KillAllAndReap() {
 }
 
 void Supervisor::ExecutePlan() {
-  // Each action changes the table, so re-planning converges.
-  for (int rounds = 0; rounds < 16 && !exit_code_; ++rounds) {
+  for (int round = 0; !exit_code_; ++round) {
     RefreshPhases();
     auto now = Clock::now();
     std::vector<Action> actions = Plan(View(now), now);
     if (actions.empty()) return;
+    if (round == kMaxPlanRounds) {
+      Log(LogLevel::kError, "the plan did not settle after " + Num(kMaxPlanRounds) +
+                                " rounds; carrying on at the next event (a bug: please report it)");
+      return;
+    }
     for (const Action& a : actions) {
-      switch (a.kind) {
-        case Action::Kind::kSpawn:
-          for (WorkerRecord& w : workers_) {
-            if (w.slot == a.slot && w.generation == a.generation && w.state == WorkerState::kBackoff) {
-              Spawn(w);
-              break;
-            }
-          }
-          break;
-        case Action::Kind::kSignal: SignalWorker(a.pid, a.signal); break;
-        case Action::Kind::kAbortHung: AbortHung(a.pid); break;
-        case Action::Kind::kPromote: Promote(a.generation); break;
-        case Action::Kind::kAbandon: Abandon(a.generation); break;
-        case Action::Kind::kCloseRetired: CloseRetiredListeners(); break;
-        case Action::Kind::kExit:
-          if (a.exit_code != kExitOk) KillAllAndReap();
-          exit_code_ = a.exit_code;
-          return;
-      }
+      Perform(a);
+      if (exit_code_) return;
     }
   }
 }
 
-void Supervisor::Reload() {
-  if (stopping_) return;
-  if (canary_generation_) {
-    reload_queued_ = true;  // one generation proves itself at a time
-    return;
+void Supervisor::Perform(const Action& a) {
+  switch (a.kind) {
+    case Action::Kind::kSpawn: {
+      auto it = std::find_if(workers_.begin(), workers_.end(), [&](const WorkerRecord& w) {
+        return w.slot == a.slot && w.generation == a.generation && w.state == WorkerState::kBackoff;
+      });
+      if (it != workers_.end()) Spawn(*it);
+      break;
+    }
+    case Action::Kind::kSignal: SignalWorker(a.pid, a.signal); break;
+    case Action::Kind::kAbortHung: AbortHung(a.pid); break;
+    case Action::Kind::kPromote: Promote(); break;
+    case Action::Kind::kAbandon: Abandon(); break;
+    case Action::Kind::kCloseRetired: CloseRetiredListeners(); break;
+    case Action::Kind::kExit:
+      if (a.exit_code != kExitOk) KillAllAndReap();
+      exit_code_ = a.exit_code;
+      break;
   }
-  // Whoever asked for this reload (or while the last one was in progress) gets its answer.
-  AnswerQueuedRequestsToo();
+}
+
+// At the top of a loop turn, never from inside the executor: a reload asked
+// for while a canary was out waits for it to settle.
+void Supervisor::StartReload() {
+  reload_pending_ = false;
+  requesters_.StartReload();  // whoever asked until now gets this reload's answer
   notify_.Reloading();
   Log(LogLevel::kInfo, "reloading configuration from " + options_.config_path,
       {{"CONFIG_FILE", options_.config_path}});
   std::optional<Config> config = ReadConfig(/*at_start=*/false);
   if (!config) {
-    Log(LogLevel::kError, "reload failed: " + options_.config_path +
-                              (config_unreadable_ ? " cannot be read" : " is invalid") + "; keeping generation " +
-                              Num(serving_generation_) + " and its configuration",
-        {{"CONFIG_FILE", options_.config_path}});
-    notify_.Ready(StatusLine());
-    AnswerReload(config_unreadable_ ? kReloadUnreadable : kReloadInvalidConfig);
-    return;
+    return FailReload(config_unreadable_ ? kReloadUnreadable : kReloadInvalidConfig,
+                      options_.config_path + (config_unreadable_ ? " cannot be read" : " is invalid"));
   }
-  if (Status s = OpenListeners(*config); !s) {
+  if (Status s = listeners_.Open(*config, options_.config_path); !s) {
     last_reload_ = "failed: " + s.error().ToString();
-    Log(LogLevel::kError, "reload failed: " + s.error().ToString() + "; keeping generation " +
-                              Num(serving_generation_));
-    notify_.Ready(StatusLine());
-    AnswerReload(kReloadCannotListen);
-    return;
+    return FailReload(kReloadCannotListen, s.error().ToString());
   }
   if (identity_ && (config->user != identity_->user || (!config->group.empty() && config->group != identity_->group))) {
     Log(LogLevel::kWarning, "'user'/'group' changes need a restart; still running as " + identity_->Describe());
   }
   StartGeneration(*config);
+}
+
+void Supervisor::FailReload(int answer, const std::string& why) {
+  Log(LogLevel::kError, "reload failed: " + why + "; keeping generation " + Num(serving_.id) +
+                            " and its configuration",
+      {{"CONFIG_FILE", options_.config_path}});
+  notify_.Ready(StatusLine());
+  requesters_.Answer(answer);
 }
 
 void Supervisor::BeginStop(bool immediately) {
@@ -811,13 +606,12 @@ void Supervisor::BeginStop(bool immediately) {
     Log(LogLevel::kNotice, immediately ? "stopping now" : "stopping gracefully: draining workers");
   }
   stopping_ = true;
-  reload_queued_ = false;
-  AnswerQueuedRequestsToo();
-  AnswerReload(kReloadStopping);
+  reload_pending_ = false;
+  requesters_.AnswerAll(kReloadStopping);
   // Refuse new clients now instead of letting the kernel queue connections
   // that nobody will accept. Sockets from systemd stay: it keeps their queue
   // for the next start.
-  if (!activated_) listeners_.clear();
+  listeners_.CloseOwn();
   if (immediately) {
     for (WorkerRecord& w : workers_) {
       if (w.pid > 0) SignalWorker(w.pid, SIGKILL);
@@ -828,25 +622,21 @@ void Supervisor::BeginStop(bool immediately) {
 void Supervisor::OnSignals() {
   signalfd_siginfo si{};
   while (read(signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-    // A real-time signal, so requests queue instead of merging with a pending SIGHUP.
-    if (static_cast<int>(si.ssi_signo) == ReloadRequestSignal()) {
-      if (si.ssi_code != SI_QUEUE || si.ssi_int != kReloadRequest) {
+    int sig = static_cast<int>(si.ssi_signo);
+    if (sig == ReloadRequestSignal()) {
+      // A real-time signal, so requests queue instead of merging with a pending SIGHUP.
+      if (!IsReloadRequest(si)) {
         OnStraySignal(si);
         continue;
       }
-      // A requester already gone (ESRCH) gets no answer; the reload still runs.
-      if (int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(si.ssi_pid), 0)); fd >= 0) reload_next_answer_to_.emplace_back(fd);
-      si.ssi_signo = SIGHUP;
+      requesters_.Add(static_cast<pid_t>(si.ssi_pid));
+      sig = SIGHUP;
     }
-    switch (si.ssi_signo) {
+    switch (sig) {
       case SIGCHLD: Reap(); break;
       case SIGHUP:
-        Reload();
-        if (stopping_) {
-          reload_answer_to_ = std::move(reload_next_answer_to_);
-          reload_next_answer_to_.clear();
-          AnswerReload(kReloadStopping);
-        }
+        reload_pending_ = !stopping_;
+        if (stopping_) requesters_.AnswerAll(kReloadStopping);
         break;
       case SIGTERM:
       case SIGINT: BeginStop(false); break;
@@ -855,7 +645,7 @@ void Supervisor::OnSignals() {
       case SIGUSR2:
         // nginx reopens log files on USR1; rot13d writes no files, so a
         // logrotate habit must be harmless.
-        Log(LogLevel::kNotice, SignalName(static_cast<int>(si.ssi_signo)) + " ignored (rot13d has no log files to reopen)");
+        Log(LogLevel::kNotice, SignalName(sig) + " ignored (rot13d has no log files to reopen)");
         break;
       default: OnStraySignal(si); break;
     }
@@ -866,7 +656,7 @@ void Supervisor::OnSignals() {
 // stray alarm(1), SIGTTIN from a shell, SIGRTMIN+2...) is ignored, and said once.
 void Supervisor::OnStraySignal(const signalfd_siginfo& si) {
   std::string name = SignalName(static_cast<int>(si.ssi_signo));
-  if (!stray_signals_.Admit(name, Clock::now())) return;
+  if (!strays_.Admit(name, LogLevel::kWarning, "ignored " + name, Clock::now())) return;
   Log(LogLevel::kWarning, "ignoring unexpected " + name + " from pid " + Num(si.ssi_pid) + " (uid " +
                               Num(si.ssi_uid) + "); repeats within " +
                               Num(static_cast<uint64_t>(kStraySignalWindow.count() / 1000)) + " s are counted",
@@ -874,21 +664,17 @@ void Supervisor::OnStraySignal(const signalfd_siginfo& si) {
 }
 
 std::string Supervisor::StatusLine() const {
-  uint64_t open = 0, total = retired_connections_, bytes = retired_bytes_;
-  int live = 0;
+  StatusFigures f{.generation = serving_.id, .connections_served = retired_connections_,
+                  .bytes = retired_bytes_, .last_reload = last_reload_, .stopping = stopping_};
   for (const WorkerRecord& w : workers_) {
     if (w.stats_index < 0) continue;
     const WorkerStats& s = stats_->at(static_cast<size_t>(w.stats_index));
-    open += s.open_connections.load(std::memory_order_relaxed);
-    total += s.connections_total.load(std::memory_order_relaxed);
-    bytes += s.bytes_total.load(std::memory_order_relaxed);
-    if (w.generation == serving_generation_ && w.pid > 0) ++live;
+    f.open_connections += s.open_connections.load(std::memory_order_relaxed);
+    f.connections_served += s.connections_total.load(std::memory_order_relaxed);
+    f.bytes += s.bytes_total.load(std::memory_order_relaxed);
+    if (w.generation == serving_.id && w.pid > 0) ++f.workers;
   }
-  std::string line = Count(static_cast<unsigned>(live), "worker") + " (generation " + Num(serving_generation_) +
-                     "); " + Count(open, "open connection") + "; " + Num(total) + " served, " +
-                     HumanBytes(bytes) + "; last reload: " + last_reload_;
-  if (stopping_) line = "stopping; " + line;
-  return line;
+  return FormatStatus(f);
 }
 
 void Supervisor::Tick() {
@@ -896,17 +682,15 @@ void Supervisor::Tick() {
   if (now - last_tick_ >= kStatusInterval) {
     last_tick_ = now;
     notify_.Status(StatusLine());
-    LogRepeatedDeaths(now);
-    for (const RepeatFilter::Summary& summary : stray_signals_.Flush(now)) {
-      Log(LogLevel::kWarning, "ignored " + summary.key + " " + Count(summary.suppressed, "more time") + " within " +
-                                  Num(static_cast<uint64_t>(kStraySignalWindow.count() / 1000)) + " s");
-    }
+    deaths_.Flush(now);
+    strays_.Flush(now);
   }
   auto wd = notify_.watchdog_interval();
-  // Sent from the loop itself, and only while no worker is hung unnoticed.
+  // Sent from the loop itself (it proves the loop turns), and only while no
+  // worker is hung unnoticed.
   if (wd.count() > 0 && now - last_watchdog_ >= wd / 2 && WatchdogHealthy(View(now), now)) {
     last_watchdog_ = now;
-    notify_.Watchdog();  // sent from the loop itself: it proves the loop turns
+    notify_.Watchdog();
   }
 }
 
@@ -922,7 +706,10 @@ void Supervisor::ArmTimer() {
   itimerspec spec{};
   spec.it_value.tv_sec = ns / 1000000000;
   spec.it_value.tv_nsec = ns % 1000000000;
-  timerfd_settime(timer_.get(), 0, &spec, nullptr);
+  // Cannot fail with a valid timerfd and value; if it did, the loop would wait for signals only.
+  if (timerfd_settime(timer_.get(), 0, &spec, nullptr) != 0) {
+    Log(LogLevel::kError, Error(ErrnoErr() << "timerfd_settime").ToString());
+  }
 }
 
 int Supervisor::Run() {
@@ -938,20 +725,12 @@ int Supervisor::Run() {
     return kExitConfig;
   }
   ConfigureLogging(config->log_level, config->log_target);
-  serving_config_ = *config;
-
-  auto activated = TakeActivatedListeners();
-  if (!activated) {
-    Log(LogLevel::kError, activated.error().ToString());
+  serving_.config = *config;
+  if (Status s = listeners_.TakeActivated(); !s) {
+    Log(LogLevel::kError, s.error().ToString());
     return kExitFailure;
   }
-  activated_ = !activated->empty();
-  for (Listener& l : *activated) {
-    Log(LogLevel::kInfo, "using socket-activated listener " + l.name());
-    std::string name = l.name();
-    listeners_.emplace(name, std::move(l));
-  }
-  if (Status s = OpenListeners(*config); !s) {
+  if (Status s = listeners_.Open(*config, options_.config_path); !s) {
     Log(LogLevel::kError, "cannot listen: " + s.error().ToString());
     return kExitFailure;
   }
@@ -968,13 +747,15 @@ int Supervisor::Run() {
     // user lookup (nss_systemd does), unblocks signals 32 and 33 when it
     // restores a mask, and those would kill us.
     if (Status s = SetSignalMask(kSupervisorSignals); !s) Log(LogLevel::kError, s.error().ToString());
+    if (ReloadDue()) StartReload();
     ExecutePlan();
     if (exit_code_) break;
+    if (ReloadDue()) continue;  // a canary just settled with a reload waiting: start it now
     Tick();
     ArmTimer();
     int n = epoll_wait(epoll_.get(), events, kMaxEvents, -1);
     if (n < 0 && errno != EINTR) {
-      Log(LogLevel::kError, std::string("epoll_wait: ") + std::strerror(errno));
+      Log(LogLevel::kError, Error(ErrnoErr() << "epoll_wait").ToString());
       KillAllAndReap();
       return kExitFailure;
     }
@@ -982,14 +763,15 @@ int Supervisor::Run() {
       uint64_t drained = 0;
       switch (events[i].data.u64) {
         case kTagSignal: OnSignals(); break;
+        // Reads that only reset a level: nothing to do if they find nothing.
         case kTagTimer: (void)!read(timer_.get(), &drained, sizeof drained); break;
         case kTagReady: (void)!read(ready_.get(), &drained, sizeof drained); break;
       }
     }
   }
-  LogRepeatedDeaths(Clock::now() + kRepeatWindow);  // the counts not told yet
+  deaths_.Flush(Clock::now() + kRepeatWindow);  // the counts not told yet
   if (*exit_code_ == kExitOk) Log(LogLevel::kNotice, "stopped");
-  listeners_.clear();  // closes sockets and removes the socket files we created
+  listeners_.CloseAll();  // closes sockets and removes the socket files we created
   return *exit_code_;
 }
 

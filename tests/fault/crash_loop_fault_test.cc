@@ -37,7 +37,7 @@ TEST_F(CrashLoopFaultTest, CanaryCrashingAtBootIsGovernedAndOldGenerationServes)
   probes.Start();
   ASSERT_TRUE(WaitFor([&] { return load.Stats().sessions_completed >= 10; }, 10s)) << load.Stats().Summary();
 
-  dir_.Write("fail-boot", "x");
+  dir_.Write("fail-boot", "crash");  // exit 1 at boot: retried, unlike exit 4
   WriteConfig(common + "workers = 4\n");
   const size_t log_offset = daemon_->Log().size();
   auto hup_at = Clock::now();

@@ -308,15 +308,19 @@ TEST(DecideOnExit, FailuresResetAfterHealthyAfter) {
 }
 
 // A worker that never gets to accepting is counted apart, and the generation
-// gives up on the max_boot_failures-th consecutive one.
+// gives up on the max_boot_failures-th consecutive one. The same for a worker
+// short of a resource at boot (exit 5), and for a fork that fails.
 TEST(DecideOnExit, BootFailuresAccumulateAndGiveUp) {
+  for (ExitStatus how : {ExitStatus{.code = 1}, ExitStatus{.code = kExitBootShortage}, ExitStatus{.signal = SIGSEGV},
+                         ExitStatus::ForkFailed(EAGAIN)}) {
+  SCOPED_TRACE(how.Describe());
   RestartPolicy p;  // max_boot_failures 5
   WorkerRecord w = Booted(kT0);
   w.booted = false;
   TimePoint now = kT0;
   for (int i = 1; i < p.max_boot_failures; ++i) {
     now += milliseconds(50);
-    ExitDecision d = DecideOnExit(w, ExitStatus{.code = kExitCannotBoot}, now, p, true);
+    ExitDecision d = DecideOnExit(w, how, now, p, true);
     ASSERT_EQ(d.kind, ExitDecision::Kind::kRespawn) << "boot failure " << i;
     EXPECT_EQ(d.boot_failures, i);
     EXPECT_EQ(d.failures, i);
@@ -326,9 +330,109 @@ TEST(DecideOnExit, BootFailuresAccumulateAndGiveUp) {
     w.started = now + d.delay;
     now = w.started;
   }
-  ExitDecision last = DecideOnExit(w, ExitStatus{.code = kExitCannotBoot}, now + milliseconds(50), p, true);
+  ExitDecision last = DecideOnExit(w, how, now + milliseconds(50), p, true);
   EXPECT_EQ(last.kind, ExitDecision::Kind::kGiveUp);
   EXPECT_EQ(last.boot_failures, p.max_boot_failures);
+  }
+}
+
+// Exit code 4 is the worker saying that trying again will not help: its
+// generation gives up at once (gunicorn's WORKER_BOOT_ERROR).
+TEST(DecideOnExit, CannotBootExitCodeGivesUpAtOnce) {
+  WorkerRecord w = Booted(kT0);
+  w.booted = false;
+  ExitDecision d = DecideOnExit(w, ExitStatus{.code = kExitCannotBoot}, kT0 + milliseconds(5), RestartPolicy{}, true);
+  EXPECT_EQ(d.kind, ExitDecision::Kind::kGiveUp);
+  EXPECT_EQ(GiveUpReason(w, ExitStatus{.code = kExitCannotBoot}, RestartPolicy{}),
+            "slot 0 of generation 1 cannot boot (its worker exited with code 4; its log line says why)");
+  // Unless nobody wants it any more.
+  EXPECT_EQ(DecideOnExit(w, ExitStatus{.code = kExitCannotBoot}, kT0, RestartPolicy{}, false).kind,
+            ExitDecision::Kind::kForget);
+}
+
+// ---- DescribeDeath ----------------------------------------------------------------
+
+TEST(DescribeDeath, UnaskedCrashIsAnErrorWithItsRestart) {
+  WorkerRecord w = Booted(kT0);
+  ExitDecision d{.kind = ExitDecision::Kind::kRespawn, .delay = milliseconds(200)};
+  DeathNote n = DescribeDeath(w, 812, kCrash, d, true);
+  EXPECT_EQ(n.level, LogLevel::kError);
+  EXPECT_EQ(n.text, "worker 812 (slot 0, generation 1) killed by SIGSEGV; restarting in 200 ms");
+  EXPECT_EQ(n.story, "generation 1: killed by SIGSEGV");
+  EXPECT_TRUE(n.repeatable);
+  EXPECT_FALSE(n.boot_failure);
+}
+
+TEST(DescribeDeath, CleanUnaskedExitIsAWarningAndRestartsNow) {
+  ExitDecision d{.kind = ExitDecision::Kind::kRespawn};
+  DeathNote n = DescribeDeath(Booted(kT0), 5, ExitStatus{}, d, true);
+  EXPECT_EQ(n.level, LogLevel::kWarning);
+  EXPECT_EQ(n.text, "worker 5 (slot 0, generation 1) exited with code 0; restarting now");
+}
+
+TEST(DescribeDeath, DrainingOrUnwantedIsExpectedAndNeverCollapsed) {
+  WorkerRecord w = Booted(kT0);
+  w.state = WorkerState::kDraining;
+  DeathNote n = DescribeDeath(w, 5, ExitStatus{}, ExitDecision{}, true);
+  EXPECT_EQ(n.level, LogLevel::kInfo);
+  EXPECT_FALSE(n.repeatable);
+  n = DescribeDeath(Booted(kT0), 5, ExitStatus{.signal = SIGKILL}, ExitDecision{}, /*respawn_wanted=*/false);
+  EXPECT_EQ(n.level, LogLevel::kNotice);
+  EXPECT_FALSE(n.boot_failure);
+}
+
+TEST(DescribeDeath, OutsideSigkillHintsAtTheOomKillerAndHungIsSaid) {
+  ExitDecision d{.kind = ExitDecision::Kind::kRespawn};
+  DeathNote n = DescribeDeath(Booted(kT0), 5, ExitStatus{.signal = SIGKILL}, d, true);
+  EXPECT_NE(n.text.find("SIGKILL from outside often means the OOM killer"), std::string::npos) << n.text;
+  WorkerRecord hung = Booted(kT0);
+  hung.hung = true;
+  hung.kill_sent = true;
+  n = DescribeDeath(hung, 5, ExitStatus{.signal = SIGKILL}, d, true);
+  EXPECT_EQ(n.text.find("OOM"), std::string::npos) << n.text;
+  EXPECT_NE(n.text.find("killed by SIGKILL after it hung"), std::string::npos) << n.text;
+}
+
+TEST(DescribeDeath, BeforeAcceptingIsABootFailureAndAForkFailureHasNoPid) {
+  WorkerRecord w = Booted(kT0);
+  w.booted = false;
+  ExitDecision d{.kind = ExitDecision::Kind::kRespawn, .delay = milliseconds(100)};
+  DeathNote n = DescribeDeath(w, 0, ExitStatus::ForkFailed(EAGAIN), d, true);
+  EXPECT_TRUE(n.boot_failure);
+  EXPECT_EQ(n.text, "worker for slot 0 of generation 1 could not be forked: " + std::string(std::strerror(EAGAIN)) +
+                        " before it was accepting; restarting in 100 ms");
+}
+
+// ---- RespawnWanted, BootFailureHistory ---------------------------------------------
+
+TEST(RespawnWanted, ServingAndCanaryUnlessHaltedOrStopping) {
+  std::vector<WorkerRecord> none;
+  SupervisorView v;
+  v.workers = &none;
+  v.serving_generation = 3;
+  v.canary_generation = 4;
+  EXPECT_TRUE(RespawnWanted(v, 3));
+  EXPECT_TRUE(RespawnWanted(v, 4));
+  EXPECT_FALSE(RespawnWanted(v, 2)) << "a retiring generation";
+  v.canary_halted = true;
+  EXPECT_FALSE(RespawnWanted(v, 4));
+  v.serving_halted = true;
+  EXPECT_FALSE(RespawnWanted(v, 3));
+  v.serving_halted = v.canary_halted = false;
+  v.stopping = true;
+  EXPECT_FALSE(RespawnWanted(v, 3));
+  EXPECT_FALSE(RespawnWanted(v, 4));
+}
+
+TEST(BootFailureHistory, EngagesOnceWithinTheWindow) {
+  BootFailureHistory h;
+  EXPECT_FALSE(h.Record(kT0, 3, seconds(10)));
+  EXPECT_FALSE(h.Record(kT0 + seconds(1), 3, seconds(10)));
+  EXPECT_TRUE(h.Record(kT0 + seconds(2), 3, seconds(10))) << "the third within 10 s engages";
+  EXPECT_FALSE(h.Record(kT0 + seconds(3), 3, seconds(10))) << "told once";
+  EXPECT_TRUE(h.Engaged(kT0 + seconds(3), 3, seconds(10)));
+  EXPECT_FALSE(h.Engaged(kT0 + seconds(12), 3, seconds(10))) << "old failures age out";
+  EXPECT_FALSE(BootFailureHistory{}.Record(kT0, 1, seconds(0))) << "window 0: no governor";
 }
 
 // Having booted once ends the streak: one bad boot after that starts counting afresh.
@@ -503,7 +607,19 @@ TEST(Plan, AbandonsHaltedCanaryAndKeepsServing) {
   v.canary_size = 2;
   v.canary_deadline = kT0 + seconds(30);
   v.canary_halted = true;
-  EXPECT_EQ(Plan(v, kT0), Actions{Abandon(2)});
+  // The canary's worker that never booted is killed, then the canary dropped.
+  EXPECT_EQ(Plan(v, kT0), (Actions{Sig(201, SIGKILL), Abandon(2)}));
+}
+
+// A canary worker that already accepts may hold clients: it drains.
+TEST(Plan, AbandonedCanaryDrainsItsBootedWorkers) {
+  std::vector<WorkerRecord> w = {Running(0, 1, 101), Running(0, 2, 201), Running(1, 2, 202, false),
+                                 Draining(2, 2, 203, kT0 + seconds(5))};
+  SupervisorView v = Serving(&w, 1);
+  v.canary_generation = 2;
+  v.canary_size = 3;
+  v.canary_deadline = kT0;
+  EXPECT_EQ(Plan(v, kT0), (Actions{Sig(201, SIGTERM), Sig(202, SIGKILL), Abandon(2)}));
 }
 
 TEST(Plan, AbandonsCanaryAtItsDeadline) {
@@ -513,8 +629,8 @@ TEST(Plan, AbandonsCanaryAtItsDeadline) {
   v.canary_size = 1;
   v.canary_deadline = kT0;
   EXPECT_EQ(Plan(v, kT0 - milliseconds(1)), Actions{});
-  EXPECT_EQ(Plan(v, kT0), Actions{Abandon(2)});
-  EXPECT_EQ(Plan(v, kT0 + seconds(1)), Actions{Abandon(2)});
+  EXPECT_EQ(Plan(v, kT0), (Actions{Sig(201, SIGKILL), Abandon(2)}));
+  EXPECT_EQ(Plan(v, kT0 + seconds(1)), (Actions{Sig(201, SIGKILL), Abandon(2)}));
 }
 
 // Nothing was serving: a first generation that cannot boot ends the supervisor.
