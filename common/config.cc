@@ -386,6 +386,17 @@ ConfigLoad LoadConfigFile(const std::string& path, const LoadOptions& options) {
   return load;
 }
 
+ConfigLoad LoadStartConfig(const std::string& path, bool given) {
+  struct stat st {};
+  if (!given && stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+    ConfigLoad load;
+    load.config = Config::Defaults();
+    load.defaults = true;
+    return load;
+  }
+  return LoadConfigFile(path);
+}
+
 std::string FormatConfig(const Config& c) {
   std::ostringstream s;
   s << "listen = [";

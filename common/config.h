@@ -68,6 +68,7 @@ struct ConfigLoad {
   std::vector<ConfigError> errors;  // every problem found, in file order
   std::map<std::string, ConfigPlace> places;  // where each key's value is
   bool unreadable = false;  // the file could not be read at all (its one error says why)
+  bool defaults = false;    // no file at the default path: the embedded defaults
 };
 
 // Parses and validates TOML text; file_name is used in error positions.
@@ -80,6 +81,12 @@ struct LoadOptions {
 // Reads and parses a regular file (anything else, a FIFO above all, is refused
 // without being opened); a missing or unreadable file is an error at line 0.
 ConfigLoad LoadConfigFile(const std::string& path, const LoadOptions& options = {});
+
+// What rot13d runs on: the file at `path`; or, when that is the default path
+// (not `given` with --config) and no file is there, the embedded defaults.
+// Only at start and for --check-config: a reload must never trade the running
+// configuration for the defaults because the file was moved aside for editing.
+ConfigLoad LoadStartConfig(const std::string& path, bool given);
 
 // Logs each error at error priority with CONFIG_FILE, CONFIG_LINE and CONFIG_COLUMN fields.
 void LogConfigErrors(const std::vector<ConfigError>& errors);

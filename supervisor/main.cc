@@ -1,7 +1,5 @@
 // rot13d: the program entry. The command line, --check-config, and the hand-over
 // to the reload requester (reload_request.h) or the supervisor.
-#include <sys/stat.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <string>
@@ -71,16 +69,7 @@ void ReportError(const std::string& message) {
 // nginx -t -q), the verdict on stderr, every error as file:line:column.
 int CheckConfig(const std::string& path, bool given, bool quiet) {
   using namespace rot13d;
-  struct stat st {};
-  if (!given && stat(path.c_str(), &st) != 0 && errno == ENOENT) {
-    if (!quiet) {
-      std::fputs(FormatConfig(Config::Defaults()).c_str(), stdout);
-      std::fprintf(stderr, "rot13d: no configuration file at %s; the embedded defaults above are valid\n",
-                   path.c_str());
-    }
-    return kExitOk;
-  }
-  ConfigLoad load = LoadConfigFile(path);
+  ConfigLoad load = LoadStartConfig(path, given);
   if (!load.config) {
     ReportConfigErrors(load.errors);
     ReportError(load.unreadable ? path + " cannot be read"
@@ -89,7 +78,12 @@ int CheckConfig(const std::string& path, bool given, bool quiet) {
   }
   if (!quiet) {
     std::fputs(FormatConfig(*load.config).c_str(), stdout);
-    std::fprintf(stderr, "rot13d: %s is valid\n", path.c_str());
+    if (load.defaults) {
+      std::fprintf(stderr, "rot13d: no configuration file at %s; the embedded defaults above are valid\n",
+                   path.c_str());
+    } else {
+      std::fprintf(stderr, "rot13d: %s is valid\n", path.c_str());
+    }
   }
   return kExitOk;
 }

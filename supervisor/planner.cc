@@ -88,7 +88,24 @@ DeathNote DescribeDeath(const WorkerRecord& w, pid_t pid, const ExitStatus& exit
     note.text += d.delay.count() == 0 ? "; restarting now"
                                       : "; restarting in " + std::to_string(d.delay.count()) + " ms";
   }
+  note.fields = WorkerFields(pid, w);
+  note.fields.push_back(exit.signal ? LogField{"EXIT_SIGNAL", SignalName(exit.signal)}
+                                    : LogField{"EXIT_CODE", std::to_string(exit.code)});
+  note.fields.push_back({"COREDUMP", exit.core_dumped ? "1" : "0"});
   return note;
+}
+
+std::vector<LogField> WorkerFields(pid_t pid, const WorkerRecord& w) {
+  return {{"WORKER_PID", std::to_string(pid)}, {"WORKER_SLOT", std::to_string(w.slot)},
+          {"GENERATION", std::to_string(w.generation)}};
+}
+
+std::string DescribeHang(const WorkerRecord& w, pid_t pid, TimePoint now, milliseconds grace) {
+  auto silent = std::chrono::duration_cast<milliseconds>(now - std::max(w.heartbeat, w.started));
+  return "worker " + std::to_string(pid) + " (slot " + std::to_string(w.slot) + ", generation " +
+         std::to_string(w.generation) + ") is hung: no heartbeat for " + std::to_string(silent.count()) +
+         " ms (heartbeat_timeout " + std::to_string(w.heartbeat_timeout.count()) +
+         " ms); sending SIGABRT, then SIGKILL in " + std::to_string(grace.count()) + " ms";
 }
 
 std::string GiveUpReason(const WorkerRecord& w, const ExitStatus& exit, const RestartPolicy& policy) {

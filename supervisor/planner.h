@@ -139,9 +139,17 @@ struct DeathNote {
   std::string story;  // "generation 2: killed by SIGSEGV"
   bool boot_failure = false;  // it died before accepting, unasked: the crash-loop governor counts it
   bool repeatable = false;    // unasked: a crash loop repeats it, so the repeat filter may collapse it
+  std::vector<LogField> fields;  // WORKER_PID, WORKER_SLOT, GENERATION, EXIT_CODE or EXIT_SIGNAL, COREDUMP
 };
 DeathNote DescribeDeath(const WorkerRecord& worker, pid_t pid, const ExitStatus& status,
                         const ExitDecision& decision, bool respawn_wanted);
+
+// The journal fields naming a worker: WORKER_PID, WORKER_SLOT, GENERATION.
+std::vector<LogField> WorkerFields(pid_t pid, const WorkerRecord& worker);
+
+// The log line for a worker whose heartbeat went stale: how long it was
+// silent, and what is done about it (SIGABRT now, SIGKILL after `grace`).
+std::string DescribeHang(const WorkerRecord& worker, pid_t pid, TimePoint now, milliseconds grace);
 
 // Why a generation stops respawning after this decision to give up.
 std::string GiveUpReason(const WorkerRecord& worker, const ExitStatus& status, const RestartPolicy& policy);

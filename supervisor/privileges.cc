@@ -9,6 +9,8 @@
 
 #include <cerrno>
 
+#include "common/capabilities.h"
+#include "common/log.h"
 #include "common/users.h"
 
 namespace rot13d::supervisor {
@@ -72,6 +74,30 @@ Status BecomeIdentity(const Identity& id) {
   // should leave one. (ptrace still needs the tracer to hold our capabilities.)
   if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) return ErrnoErr() << "prctl(PR_SET_DUMPABLE)";
   return OkStatus();
+}
+
+Result<std::optional<Identity>> DropRoot(const Config& config) {
+  if (geteuid() != 0) {
+    if (config.user_set) Log(LogLevel::kDebug, "'user' is ignored: not started as root");
+    return std::optional<Identity>();
+  }
+  auto id = ResolveIdentity(config.user, config.group);
+  if (!id) return Err() << "cannot drop privileges to user '" << config.user << "': " << id.error().ToString();
+  if (id->uid == 0) {
+    Log(LogLevel::kWarning, "running as root, as configured (user = \"" + config.user + "\")");
+    return std::optional<Identity>();
+  }
+  if (Status s = BecomeIdentity(*id); !s) return s.error();
+  Log(LogLevel::kInfo, "running as " + id->Describe() + ", keeping only the capabilities " +
+                           EffectiveCapabilities() + " for reloads; workers keep none");
+  return std::optional<Identity>(*id);
+}
+
+std::optional<std::string> IdentityChangeIgnored(const std::optional<Identity>& current, const Config& config) {
+  if (!current || (config.user == current->user && (config.group.empty() || config.group == current->group))) {
+    return std::nullopt;
+  }
+  return "'user'/'group' changes need a restart; still running as " + current->Describe();
 }
 
 Result<SocketOwner> ResolveSocketOwner(const std::string& user, const std::string& group) {

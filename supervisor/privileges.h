@@ -4,7 +4,10 @@
 #include <linux/capability.h>
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
+
+#include "common/config.h"
 
 #include "common/result.h"
 
@@ -34,6 +37,14 @@ inline constexpr int kReloadCapabilities[] = {CAP_CHOWN, CAP_DAC_READ_SEARCH, CA
 // that root cannot be regained and re-enables core dumps, which the kernel
 // turns off on a uid change (a hung worker's SIGABRT should leave a core).
 Status BecomeIdentity(const Identity& id);
+
+// Started as root: the sockets are bound, so become `user` (logging who)
+// before any worker exists; nullopt when there was nothing to drop (not
+// root: systemd's User= did it) or root is kept as configured.
+Result<std::optional<Identity>> DropRoot(const Config& config);
+
+// A reload cannot change who the supervisor runs as: what to warn about, if the file asks to.
+std::optional<std::string> IdentityChangeIgnored(const std::optional<Identity>& current, const Config& config);
 
 // Owner and group for unix socket files; -1 leaves that part unchanged.
 struct SocketOwner {

@@ -19,4 +19,13 @@ void RepeatLog::Flush(TimePoint now) {
   }
 }
 
+void StraySignalLog::Report(const signalfd_siginfo& si, TimePoint now) {
+  std::string name = SignalName(static_cast<int>(si.ssi_signo));
+  if (!log_.Admit(name, LogLevel::kWarning, "ignored " + name, now)) return;
+  Log(LogLevel::kWarning, "ignoring unexpected " + name + " from pid " + std::to_string(si.ssi_pid) + " (uid " +
+                              std::to_string(si.ssi_uid) + "); repeats within " +
+                              std::to_string(kWindow.count() / 1000) + " s are counted",
+      {{"SIGNAL", name}, {"SENDER_PID", std::to_string(si.ssi_pid)}});
+}
+
 }  // namespace rot13d::supervisor

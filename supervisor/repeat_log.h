@@ -3,6 +3,8 @@
 // and told as one summary line when the window closes.
 #pragma once
 
+#include <sys/signalfd.h>
+
 #include <map>
 #include <string>
 
@@ -23,6 +25,18 @@ class RepeatLog {
  private:
   RepeatFilter filter_;
   std::map<std::string, std::pair<LogLevel, std::string>> subjects_;
+};
+
+// Signals rot13d has no use for (SIGALRM from a stray alarm(1), SIGTTIN from
+// a shell, SIGRTMIN+2...) are ignored, and said once per signal per minute.
+class StraySignalLog {
+ public:
+  void Report(const signalfd_siginfo& si, TimePoint now);
+  void Flush(TimePoint now) { log_.Flush(now); }
+
+ private:
+  static constexpr milliseconds kWindow{60000};
+  RepeatLog log_{kWindow, 1};
 };
 
 }  // namespace rot13d::supervisor

@@ -1,0 +1,203 @@
+#include "supervisor/worker_pool.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+
+#include "common/log.h"
+
+namespace rot13d::supervisor {
+
+Status WorkerPool::Init(size_t slots) {
+  auto table = StatsTable::Create(slots);
+  if (!table) return table.error();
+  stats_.emplace(std::move(*table));
+  for (int i = static_cast<int>(slots) - 1; i >= 0; --i) free_stats_.push_back(i);
+  return OkStatus();
+}
+
+WorkerRecord* WorkerPool::Find(pid_t pid) {
+  auto it = std::find_if(workers_.begin(), workers_.end(), [pid](const WorkerRecord& w) { return w.pid == pid; });
+  return it == workers_.end() ? nullptr : &*it;
+}
+
+WorkerRecord* WorkerPool::FindWaiting(int slot, uint64_t generation) {
+  auto it = std::find_if(workers_.begin(), workers_.end(), [&](const WorkerRecord& w) {
+    return w.slot == slot && w.generation == generation && w.state == WorkerState::kBackoff;
+  });
+  return it == workers_.end() ? nullptr : &*it;
+}
+
+void WorkerPool::AddGeneration(uint64_t generation, int size, TimePoint now) {
+  for (int slot = 0; slot < size; ++slot) {
+    workers_.push_back({.slot = slot, .generation = generation, .state = WorkerState::kBackoff, .restart_at = now});
+  }
+}
+
+std::optional<ExitStatus> WorkerPool::Spawn(WorkerRecord& w, const Config& config, const ChildEntry& child) {
+  w.started = Clock::now();
+  if (free_stats_.empty()) return ExitStatus::ForkFailed(ENOSPC);  // every counter slot is taken
+  w.stats_index = free_stats_.back();
+  free_stats_.pop_back();
+  WorkerStats& stats = stats_->at(static_cast<size_t>(w.stats_index));
+  stats.open_connections.store(0);
+  stats.connections_total.store(0);
+  stats.bytes_total.store(0);
+  stats.heartbeat_ns.store(0);
+  stats.SetPhase(WorkerPhase::kBooting);
+  pid_t pid = fork();
+  if (pid == 0) {
+    child(stats, *stats_);
+    _exit(127);  // not reached: the child entry leaves with _exit
+  }
+  if (pid < 0) {
+    ExitStatus failed = ExitStatus::ForkFailed(errno);
+    ReleaseStats(w);
+    return failed;
+  }
+  w.pid = pid;
+  w.state = WorkerState::kRunning;
+  w.booted = w.hung = w.kill_sent = w.stopped_accepting = false;
+  w.heartbeat = {};
+  w.heartbeat_timeout = config.heartbeat_timeout;
+  return std::nullopt;
+}
+
+void WorkerPool::ReleaseStats(WorkerRecord& w) {
+  if (w.stats_index < 0) return;
+  WorkerStats& s = stats_->at(static_cast<size_t>(w.stats_index));
+  retired_connections_ += s.connections_total.load();
+  retired_bytes_ += s.bytes_total.load();
+  s.SetPhase(WorkerPhase::kFree);
+  free_stats_.push_back(w.stats_index);
+  w.stats_index = -1;
+}
+
+void WorkerPool::Reap(const std::function<void(WorkerRecord& w, pid_t pid, const ExitStatus& exit)>& on_exit) {
+  RefreshPhases();  // a worker that reported accepting and then died did boot
+  int status = 0;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    WorkerRecord* w = Find(pid);
+    if (!w) continue;
+    ReleaseStats(*w);
+    on_exit(*w, pid, ExitStatus::FromWaitStatus(status));
+  }
+}
+
+void WorkerPool::Apply(WorkerRecord& w, const ExitDecision& d, TimePoint now) {
+  w.pid = 0;
+  switch (d.kind) {
+    case ExitDecision::Kind::kForget: workers_.erase(workers_.begin() + (&w - workers_.data())); break;
+    case ExitDecision::Kind::kRespawn:
+      w.state = WorkerState::kBackoff;
+      w.failures = d.failures;
+      w.boot_failures = d.boot_failures;
+      w.restart_at = now + d.delay;
+      break;
+    case ExitDecision::Kind::kGiveUp: w.state = WorkerState::kFailed; break;
+  }
+}
+
+void WorkerPool::RefreshPhases() {
+  for (WorkerRecord& w : workers_) {
+    if (w.pid <= 0 || w.stats_index < 0) continue;
+    const WorkerStats& stats = stats_->at(static_cast<size_t>(w.stats_index));
+    WorkerPhase phase = stats.Phase();
+    // CLOCK_MONOTONIC nanoseconds; steady_clock is CLOCK_MONOTONIC.
+    if (int64_t ns = stats.heartbeat_ns.load(std::memory_order_relaxed); ns > 0) {
+      w.heartbeat = TimePoint(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+    }
+    if (phase == WorkerPhase::kAccepting || phase == WorkerPhase::kDraining) w.booted = true;
+    if (phase == WorkerPhase::kDraining) w.stopped_accepting = true;
+  }
+}
+
+void WorkerPool::Kill(pid_t pid, int sig) {
+  // ESRCH: it died and waits to be reaped; the reap tells.
+  if (::kill(pid, sig) != 0 && errno != ESRCH) {
+    Log(LogLevel::kWarning, Error(ErrnoErr() << "kill " << pid << " " << SignalName(sig)).ToString());
+  }
+}
+
+void WorkerPool::Signal(pid_t pid, int sig, milliseconds drain) {
+  WorkerRecord* w = Find(pid);
+  if (!w) return;
+  Kill(pid, sig);
+  if (sig == SIGKILL) {
+    // A hung worker that outlived its SIGABRT stays a serving one, to be
+    // replaced in its slot when it is reaped; any other is on its way out.
+    if (!w->hung) w->state = WorkerState::kDraining;
+    w->kill_sent = true;
+  } else if (w->state != WorkerState::kDraining) {
+    w->state = WorkerState::kDraining;
+    w->kill_at = Clock::now() + drain;
+  }
+}
+
+void WorkerPool::AbortHung(pid_t pid, milliseconds grace) {
+  WorkerRecord* w = Find(pid);
+  if (!w) return;
+  Kill(pid, SIGABRT);
+  Kill(pid, SIGCONT);
+  w->hung = true;
+  w->kill_at = Clock::now() + grace;
+}
+
+void WorkerPool::KillAllAndReap() {
+  for (const WorkerRecord& w : workers_) {
+    if (w.pid > 0) Kill(w.pid, SIGKILL);
+  }
+  for (const WorkerRecord& w : workers_) {
+    if (w.pid > 0) {
+      while (waitpid(w.pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  workers_.clear();
+}
+
+void WorkerPool::KillAll() {
+  for (WorkerRecord& w : workers_) {
+    if (w.pid > 0) Signal(w.pid, SIGKILL, {});
+  }
+}
+
+size_t WorkerPool::RetireAllBut(uint64_t generation, milliseconds drain) {
+  std::vector<pid_t> old;
+  for (const WorkerRecord& w : workers_) {
+    if (w.generation != generation && w.pid > 0) old.push_back(w.pid);
+  }
+  std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation != generation && w.pid == 0; });
+  for (pid_t pid : old) Signal(pid, SIGTERM, drain);
+  return old.size();
+}
+
+void WorkerPool::DropWaiting(uint64_t generation) {
+  std::erase_if(workers_, [&](const WorkerRecord& w) { return w.generation == generation && w.pid == 0; });
+}
+
+void WorkerPool::FailWaiting(uint64_t generation) {
+  for (WorkerRecord& w : workers_) {
+    if (w.generation == generation && w.pid == 0) w.state = WorkerState::kFailed;
+  }
+}
+
+StatusFigures WorkerPool::Figures(uint64_t serving_generation) const {
+  StatusFigures f{.generation = serving_generation, .connections_served = retired_connections_,
+                  .bytes = retired_bytes_};
+  for (const WorkerRecord& w : workers_) {
+    if (w.stats_index < 0) continue;
+    const WorkerStats& s = stats_->at(static_cast<size_t>(w.stats_index));
+    f.open_connections += s.open_connections.load(std::memory_order_relaxed);
+    f.connections_served += s.connections_total.load(std::memory_order_relaxed);
+    f.bytes += s.bytes_total.load(std::memory_order_relaxed);
+    if (w.generation == serving_generation && w.pid > 0) ++f.workers;
+  }
+  return f;
+}
+
+}  // namespace rot13d::supervisor

@@ -1,0 +1,76 @@
+// The worker processes: their table, their shared counter slots, fork, reap and signals.
+// The mechanism only; what to do about a death is the planner's to decide.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "common/config.h"
+#include "common/stats.h"
+#include "supervisor/planner.h"
+#include "supervisor/status_line.h"
+
+namespace rot13d::supervisor {
+
+class WorkerPool {
+ public:
+  // Maps the shared counter table (before the first fork).
+  Status Init(size_t slots);
+
+  const std::vector<WorkerRecord>& all() const { return workers_; }
+  WorkerRecord* Find(pid_t pid);
+  // The backoff record of `slot` in `generation`, if it waits to be spawned.
+  WorkerRecord* FindWaiting(int slot, uint64_t generation);
+
+  // Slots 0..size-1 of a new generation, due to be spawned at once.
+  void AddGeneration(uint64_t generation, int size, TimePoint now);
+
+  // Forks the worker of `w`; the child runs `child` with its counter slot and
+  // never returns. On failure (no counter slot, or fork failed) returns how
+  // it failed, for the planner; the record is left for that decision.
+  using ChildEntry = std::function<void(WorkerStats& own, const StatsTable& all)>;
+  std::optional<ExitStatus> Spawn(WorkerRecord& w, const Config& config, const ChildEntry& child);
+
+  // Reaps every exited worker, calling on_exit with its record (pid already
+  // cleared into `pid`, counter slot released) and how it ended.
+  void Reap(const std::function<void(WorkerRecord& w, pid_t pid, const ExitStatus& exit)>& on_exit);
+  // Applies the planner's decision about a worker whose process is gone.
+  void Apply(WorkerRecord& w, const ExitDecision& d, TimePoint now);
+  // Reads phases and heartbeats the workers published.
+  void RefreshPhases();
+
+  // kill(2), and what it means for the record: SIGKILL is final, another
+  // signal starts a drain that SIGKILL ends at now + drain.
+  void Signal(pid_t pid, int sig, milliseconds drain);
+  // SIGABRT (for a core) and SIGCONT (a stopped worker must run to take it);
+  // SIGKILL follows after `grace`.
+  void AbortHung(pid_t pid, milliseconds grace);
+  void KillAllAndReap();
+  // SIGKILL to every live worker (stopping now); the reaps follow.
+  void KillAll();
+
+  // Every live worker not of `generation`: signalled to drain; records of
+  // other generations without a process are dropped. Returns how many.
+  size_t RetireAllBut(uint64_t generation, milliseconds drain);
+  // Records of `generation` without a process: dropped, or marked failed.
+  void DropWaiting(uint64_t generation);
+  void FailWaiting(uint64_t generation);
+
+  // Live figures for the status line (of workers gone: their totals).
+  StatusFigures Figures(uint64_t serving_generation) const;
+
+ private:
+  void ReleaseStats(WorkerRecord& w);
+  void Kill(pid_t pid, int sig);
+
+  std::vector<WorkerRecord> workers_;
+  std::optional<StatsTable> stats_;
+  std::vector<int> free_stats_;
+  uint64_t retired_connections_ = 0;
+  uint64_t retired_bytes_ = 0;
+};
+
+}  // namespace rot13d::supervisor
