@@ -20,6 +20,7 @@
 #include "common/capabilities.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
+#include "daemon/accept_balance.h"
 #include "daemon/connection.h"
 
 namespace rot13d::daemon {
@@ -36,29 +37,22 @@ constexpr int kAcceptBatch = 64;
 // listener that stays readable (accept(2) leaves the connection queued).
 constexpr milliseconds kAcceptPauseOnExhaustion{250};
 constexpr std::chrono::seconds kExhaustionLogInterval{10};
-// A worker that stepped back for balance must look again soon: the others
-// fill up meanwhile, and nothing else would wake it. It looks every
-// millisecond while the siblings' total moves (a burst of arrivals), backing
-// off to kBalanceRecheckMax while nothing changes.
-constexpr milliseconds kBalanceRecheckMin{5};
-constexpr milliseconds kBalanceRecheckMax{50};
-// A held worker takes connections that have waited in the backlog this long
-// anyway (see RescueBacklog).
-constexpr milliseconds kBacklogRescue{20};
-// How often the counter table is scanned for siblings (workers come and go
-// with restarts and reloads; the scan reads every slot). Often at first: the
-// workers of a generation boot together and may not have their slots yet when
-// one of them boots, while a burst may already be arriving.
-constexpr milliseconds kPeerScanInterval{100};
-constexpr milliseconds kPeerScanIntervalAtBoot{5};
-constexpr std::chrono::seconds kBootScanPeriod{2};
-// A sibling whose loop has not turned for this long is stuck or stopped: it
-// does not count, so nobody steps back in favour of it. Idle loops turn at
-// least once a second (WorkerParams::tick).
-constexpr std::chrono::seconds kPeerStale{3};
-// Stepping back takes being above the share by max(kMinMargin, share / 32).
-constexpr double kMinMargin = 4;
-constexpr double kMarginFraction = 1.0 / 32;
+// Workers serve the same listeners when they hold the same socket inodes
+// (shared across fork); the key names that set, so a worker balances only
+// against siblings that can take the connections it leaves.
+uint64_t ListenerKey(const std::vector<UniqueFd>& listeners) {
+  std::vector<std::pair<uint64_t, uint64_t>> ids;
+  for (const UniqueFd& l : listeners) {
+    struct stat st{};
+    if (fstat(l.get(), &st) == 0) ids.emplace_back(st.st_dev, st.st_ino);
+  }
+  std::sort(ids.begin(), ids.end());
+  uint64_t key = 14695981039346656037ull;  // FNV-1a
+  for (auto [dev, ino] : ids) {
+    for (uint64_t word : {dev, ino}) key = (key ^ word) * 1099511628211ull;
+  }
+  return key == 0 ? 1 : key;
+}
 
 struct SocketIo {
   int fd;
@@ -78,7 +72,8 @@ struct Connection {
 
 class Worker {
  public:
-  explicit Worker(WorkerParams p) : p_(std::move(p)), scratch_(new uint8_t[p.buffer_size]) {}
+  explicit Worker(WorkerParams p)
+      : p_(std::move(p)), scratch_(std::make_unique_for_overwrite<uint8_t[]>(p_.buffer_size)) {}
 
   int Run();
 
@@ -86,6 +81,13 @@ class Worker {
   // kExitOk once accepting, else the exit code that tells the supervisor why not.
   int Boot();
   static int BootFailed(const Error& e);
+#ifdef ROT13D_TEST_HOOKS
+  static int TestHookFailBoot();
+#endif
+  Status OpenLoop();
+  bool OnEvent(const epoll_event& event);
+  bool AfterEvents(bool nudged);
+  void AcceptEverywhere();
   void Accept(int listener, bool balanced = true);
   void RescueBacklog();
   void ReportExhaustion(int error);
@@ -97,8 +99,7 @@ class Worker {
   bool UpdateInterest(Connection* c);
   void SetAccepting(bool on);
   void ReconsiderAccepting();
-  bool BalanceAllowsAccepting();
-  void ScanPeers();
+  bool BalanceAllowsAccepting() { return balance_.Allows(static_cast<uint32_t>(open_), accepting_, now_); }
   void StartDrain();
   void OnSignal();
   void SweepIdle(Clock::time_point now);
@@ -117,15 +118,7 @@ class Worker {
   bool accepting_ = false;  // listeners registered in epoll
   bool balance_held_ = false;  // not accepting only because siblings have fewer connections
   uint64_t listener_key_ = 0;
-  std::vector<const WorkerStats*> peers_;  // other slots serving the same listeners
-  std::vector<PeerLoad> peer_loads_;       // reused by each balance decision
-  uint64_t balance_total_ = 0;             // open connections of this worker and its siblings
-  uint64_t balance_total_seen_ = 0;        // ... at the previous loop turn
-  milliseconds balance_recheck_ = kBalanceRecheckMin;
-  Clock::time_point backlog_checked_{};  // when a held worker last looked at the backlog
-  Clock::time_point backlog_seen_{};     // since when it has seen connections waiting there
-  Clock::time_point last_peer_scan_{};
-  Clock::time_point booted_{};
+  AcceptBalance balance_{p_.stats, p_.all_stats, p_.all_stats_count};
   // Taken once per loop turn, after epoll_wait: the time of every event in it.
   Clock::time_point now_{};
   bool draining_ = false;
@@ -138,17 +131,7 @@ class Worker {
 
 int Worker::Boot() {
 #ifdef ROT13D_TEST_HOOKS
-  // Test builds only (the rot13d_testhooks binary): a worker fails to boot
-  // while the file named by ROT13D_TEST_FAIL_BOOT_FILE exists, so the tests can
-  // drive the supervisor's give-up and canary paths with a real boot failure:
-  // "cannot boot" (exit 4) when the file is empty, a crash at boot (exit 1)
-  // when it says "crash".
-  if (const char* path = std::getenv("ROT13D_TEST_FAIL_BOOT_FILE"); path && access(path, F_OK) == 0) {
-    std::string text;
-    std::getline(std::ifstream(path), text);
-    if (text.starts_with("crash")) _exit(kExitFailure);
-    return BootFailed(Err() << "test hook: " << path << " exists");
-  }
+  if (int code = TestHookFailBoot(); code != kExitOk) return code;
 #endif
   // Die with the supervisor; the getppid check closes the race with a parent
   // that died before prctl ran (prctl(2), PR_SET_PDEATHSIG).
@@ -156,48 +139,54 @@ int Worker::Boot() {
   if (getppid() != p_.supervisor_pid) return BootFailed(Err() << "the supervisor exited before the worker started");
   // Tells workers from the supervisor in ps and top; cosmetic, so unchecked.
   (void)prctl(PR_SET_NAME, "rot13d-worker");
-
-  auto signals = OpenSignalFd(WorkerSignals());
-  if (!signals) return BootFailed(signals.error());
-  signals_ = std::move(*signals);
-  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_) return BootFailed(ErrnoErr() << "epoll_create1");
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = kSignalTag;
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev) != 0) {
-    return BootFailed(ErrnoErr() << "epoll_ctl(signalfd)");
-  }
-  if (p_.nudge_fd.valid()) {
-    ev.events = EPOLLIN | EPOLLET;  // every write is an edge; nobody reads it
-    ev.data.u64 = kNudgeTag;
-    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p_.nudge_fd.get(), &ev) != 0) {
-      return BootFailed(ErrnoErr() << "epoll_ctl(nudge eventfd)");
-    }
-  }
-  // Workers serve the same listeners when they hold the same socket inodes
-  // (shared across fork); the key names that set, so a worker balances only
-  // against siblings that can take the connections it leaves.
-  std::vector<std::pair<uint64_t, uint64_t>> ids;
-  for (const UniqueFd& l : p_.listeners) {
-    struct stat st{};
-    if (fstat(l.get(), &st) == 0) ids.emplace_back(st.st_dev, st.st_ino);
-  }
-  std::sort(ids.begin(), ids.end());
-  uint64_t key = 14695981039346656037ull;  // FNV-1a
-  for (auto [dev, ino] : ids) {
-    for (uint64_t word : {dev, ino}) key = (key ^ word) * 1099511628211ull;
-  }
-  listener_key_ = key == 0 ? 1 : key;
+  if (Status s = OpenLoop(); !s) return BootFailed(s.error());
+  listener_key_ = ListenerKey(p_.listeners);
   p_.stats->listener_key.store(listener_key_, std::memory_order_relaxed);
-  now_ = booted_ = Clock::now();
+  now_ = Clock::now();
   SetAccepting(true);
   if (!accepting_) return kExitCannotBoot;  // SetAccepting logged why
   Heartbeat();
   p_.stats->SetPhase(WorkerPhase::kAccepting);  // release: the fields above are visible with it
-  ScanPeers();
+  balance_.Start(listener_key_, now_);
   WakeSupervisor();
   return kExitOk;
+}
+
+#ifdef ROT13D_TEST_HOOKS
+// Test builds only (the rot13d_testhooks binary): a worker fails to boot
+// while the file named by ROT13D_TEST_FAIL_BOOT_FILE exists, so the tests can
+// drive the supervisor's give-up and canary paths with a real boot failure:
+// "cannot boot" (exit 4) when the file is empty, a crash at boot (exit 1)
+// when it says "crash".
+int Worker::TestHookFailBoot() {
+  const char* path = std::getenv("ROT13D_TEST_FAIL_BOOT_FILE");
+  if (!path || access(path, F_OK) != 0) return kExitOk;
+  std::string text;
+  std::getline(std::ifstream(path), text);
+  if (text.starts_with("crash")) _exit(kExitFailure);
+  return BootFailed(Err() << "test hook: " << path << " exists");
+}
+#endif
+
+// The signalfd and the shared doorbell in a new epoll set.
+Status Worker::OpenLoop() {
+  auto signals = OpenSignalFd(WorkerSignals());
+  if (!signals) return signals.error();
+  signals_ = std::move(*signals);
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) return ErrnoErr() << "epoll_create1";
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kSignalTag;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev) != 0) return ErrnoErr() << "epoll_ctl(signalfd)";
+  if (p_.nudge_fd.valid()) {
+    ev.events = EPOLLIN | EPOLLET;  // every write is an edge; nobody reads it
+    ev.data.u64 = kNudgeTag;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p_.nudge_fd.get(), &ev) != 0) {
+      return ErrnoErr() << "epoll_ctl(nudge eventfd)";
+    }
+  }
+  return OkStatus();
 }
 
 // Lacking descriptors or memory may pass; anything else will not.
@@ -235,7 +224,7 @@ void Worker::SetAccepting(bool on) {
       ev.events = EPOLLIN | EPOLLEXCLUSIVE;
       ev.data.u64 = kListenerTag | i;
       if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-        Log(LogLevel::kError, "worker cannot watch listener: " + std::string(std::strerror(errno)));
+        Log(LogLevel::kError, "worker cannot watch listener: " + Error(ErrnoErr() << "epoll_ctl").ToString());
         return;
       }
     } else {
@@ -251,43 +240,6 @@ void Worker::ReconsiderAccepting() {
   bool want = !draining_ && open_ < p_.max_connections && now_ >= accept_paused_until_;
   balance_held_ = want && !BalanceAllowsAccepting();
   SetAccepting(want && !balance_held_);
-}
-
-// Reads the siblings' slots: those accepting on the same listeners whose loop
-// is alive. Slots of draining, booting or free workers do not count.
-bool Worker::BalanceAllowsAccepting() {
-  if (peers_.empty()) return true;
-  peer_loads_.clear();
-  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now_.time_since_epoch()).count();
-  const int64_t stale_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kPeerStale).count();
-  for (const WorkerStats* s : peers_) {
-    if (s->Phase() != WorkerPhase::kAccepting) continue;
-    if (s->listener_key.load(std::memory_order_relaxed) != listener_key_) continue;
-    if (now_ns - s->heartbeat_ns.load(std::memory_order_relaxed) > stale_ns) continue;
-    peer_loads_.push_back({s->open_connections.load(std::memory_order_relaxed),
-                           s->accepting.load(std::memory_order_relaxed) != 0});
-  }
-  balance_total_ = static_cast<uint64_t>(open_);
-  for (const PeerLoad& p : peer_loads_) balance_total_ += p.open;
-  return BalanceWantsAccepting(static_cast<uint32_t>(open_), accepting_, peer_loads_);
-}
-
-// Booting slots are kept too: siblings of one generation boot together, and a
-// worker that missed them would not balance until the next scan. Each decision
-// filters on phase and key again.
-void Worker::ScanPeers() {
-  last_peer_scan_ = now_;
-  if (!p_.all_stats) return;
-  peers_.clear();
-  for (size_t i = 0; i < p_.all_stats_count; ++i) {
-    const WorkerStats* s = &p_.all_stats[i];
-    if (s == p_.stats) continue;
-    WorkerPhase phase = s->Phase();
-    if (phase == WorkerPhase::kBooting ||
-        (phase == WorkerPhase::kAccepting && s->listener_key.load(std::memory_order_relaxed) == listener_key_)) {
-      peers_.push_back(s);
-    }
-  }
 }
 
 void Worker::Accept(int listener, bool balanced) {
@@ -330,32 +282,22 @@ void Worker::Accept(int listener, bool balanced) {
         SetAccepting(false);
         return;
       default:
-        Log(LogLevel::kError, std::string("accept: ") + std::strerror(errno));
+        Log(LogLevel::kError, Error(ErrnoErr() << "accept").ToString());
         return;
     }
   }
 }
 
-// A held worker's insurance. Connections left in the backlog while it steps
-// back are meant for its siblings, but none may wake for them: EPOLLEXCLUSIVE
-// wakes one waiter per arrival and none for what is already queued, and a
-// stopped sibling looks alive until its heartbeat is stale. A backlog seen for
-// kBacklogRescue is taken here, balance or not.
+// Connections a held worker left for its siblings, taken anyway once they
+// have waited too long (see AcceptBalance::RescueDue).
 void Worker::RescueBacklog() {
-  if (now_ - backlog_checked_ < kBalanceRecheckMin) return;
-  backlog_checked_ = now_;
+  if (!balance_.BacklogCheckDue(now_)) return;
   bool queued = false;
   for (const UniqueFd& l : p_.listeners) {
     pollfd p{l.get(), POLLIN, 0};
     queued = queued || (poll(&p, 1, 0) == 1 && (p.revents & POLLIN));
   }
-  if (!queued) {
-    backlog_seen_ = {};
-    return;
-  }
-  if (backlog_seen_ == Clock::time_point{}) backlog_seen_ = now_;
-  if (now_ - backlog_seen_ < kBacklogRescue) return;
-  backlog_seen_ = {};
+  if (!balance_.RescueDue(queued, now_)) return;
   for (const UniqueFd& l : p_.listeners) Accept(l.get(), /*balanced=*/false);
 }
 
@@ -365,7 +307,7 @@ void Worker::ReportExhaustion(int error) {
   ++exhaustion_count_;
   auto now = Clock::now();
   if (last_exhaustion_log_ != Clock::time_point{} && now - last_exhaustion_log_ < kExhaustionLogInterval) return;
-  Log(LogLevel::kWarning, std::string("accept: ") + std::strerror(error) + " with " +
+  Log(LogLevel::kWarning, Error("accept", error).ToString() + " with " +
                               Count(static_cast<unsigned>(open_), "connection") +
                               " open; pausing accepts for 250 ms (" + Count(exhaustion_count_, "pause") +
                               " since the last report)");
@@ -382,7 +324,7 @@ void Worker::AddConnection(int raw_fd) {
   ev.events = EPOLLIN | EPOLLRDHUP;
   ev.data.u64 = static_cast<uint64_t>(raw_fd);
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, raw_fd, &ev) != 0) {
-    Log(LogLevel::kWarning, std::string("epoll_ctl on a new connection: ") + std::strerror(errno));
+    Log(LogLevel::kWarning, Error(ErrnoErr() << "epoll_ctl on a new connection").ToString());
     return;  // c closes the fd
   }
   conn->registered = {true, false};
@@ -487,7 +429,7 @@ int Worker::NextTimeoutMs(Clock::time_point now) const {
   auto next = now + p_.tick;
   if (p_.idle_timeout.count() > 0 && oldest_) next = std::min(next, oldest_->last_active + p_.idle_timeout);
   if (!accepting_ && !draining_ && accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
-  if (balance_held_) next = std::min(next, now + balance_recheck_);
+  if (balance_held_) next = std::min(next, now + balance_.recheck());
   auto ms = std::chrono::duration_cast<milliseconds>(next - now).count() + 1;
   return static_cast<int>(std::max<int64_t>(0, ms));
 }
@@ -500,60 +442,16 @@ int Worker::Run() {
     if (draining_ && open_ == 0) break;
     int n = epoll_wait(epoll_.get(), events, kMaxEvents, NextTimeoutMs(Clock::now()));
     if (n < 0 && errno != EINTR) {
-      Log(LogLevel::kError, std::string("epoll_wait: ") + std::strerror(errno));
+      Log(LogLevel::kError, Error(ErrnoErr() << "epoll_wait").ToString());
       return kExitFailure;
     }
     now_ = Clock::now();
     // Before the events: a worker woken from a long idle wait by a new
     // connection decides on a current list of siblings.
-    if (now_ - last_peer_scan_ >= (now_ - booted_ < kBootScanPeriod ? kPeerScanIntervalAtBoot : kPeerScanInterval)) {
-      ScanPeers();
-    }
+    balance_.MaybeScan(now_);
     bool nudged = false;
-    for (int i = 0; i < n; ++i) {
-      uint64_t tag = events[i].data.u64;
-      if (tag == kSignalTag) {
-        OnSignal();
-      } else if (tag == kNudgeTag) {
-        nudged = true;
-      } else if (tag & kListenerTag) {
-        size_t index = tag & ~kListenerTag;
-        if (accepting_ && index < p_.listeners.size()) Accept(p_.listeners[index].get());
-      } else if (tag < by_fd_.size() && by_fd_[tag]) {
-        OnConnectionEvent(by_fd_[tag].get(), events[i].events);
-      }
-    }
-    auto now = now_;
-    SweepIdle(now);
-    ReconsiderAccepting();
-    if (balance_held_ && balance_total_ == balance_total_seen_) {
-      balance_recheck_ = std::min(2 * balance_recheck_, kBalanceRecheckMax);
-    } else {
-      balance_recheck_ = kBalanceRecheckMin;
-    }
-    balance_total_seen_ = balance_total_;
-    if (balance_held_) {
-      RescueBacklog();
-    } else {
-      backlog_seen_ = {};
-    }
-    // Rung by a sibling that stepped back with connections still queued:
-    // nothing else wakes us for those (EPOLLEXCLUSIVE wakes one waiter per
-    // arrival, none for what is already waiting).
-    if (nudged && accepting_) {
-      for (const UniqueFd& l : p_.listeners) Accept(l.get());
-    }
-    // An exclusive wakeup can land on a worker just as it stops accepting; a
-    // cheap non-blocking accept once a second makes sure nothing waits for the
-    // next arrival.
-    if (now - last_tick_ >= p_.tick) {
-      last_tick_ = now;
-      if (accepting_) {
-        for (const UniqueFd& l : p_.listeners) Accept(l.get());
-      }
-      if (getppid() != p_.supervisor_pid) return kExitFailure;  // orphaned: never serve alone
-    }
-    Heartbeat();
+    for (int i = 0; i < std::max(n, 0); ++i) nudged = OnEvent(events[i]) || nudged;
+    if (!AfterEvents(nudged)) return kExitFailure;
 #ifdef ROT13D_TEST_HOOKS
     // Test builds only: the worker that unlinks the file named by
     // ROT13D_TEST_HANG_FILE hangs for good, deaf to SIGABRT as one stuck in the
@@ -567,20 +465,50 @@ int Worker::Run() {
   return kExitOk;
 }
 
-}  // namespace
-
-bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<const PeerLoad> peers) {
-  uint64_t total = own_open;
-  bool someone_else_accepts = false;
-  for (const PeerLoad& p : peers) {
-    total += p.open;
-    someone_else_accepts = someone_else_accepts || p.accepting;
+// One event of a loop turn; true when it was the siblings' doorbell.
+bool Worker::OnEvent(const epoll_event& event) {
+  uint64_t tag = event.data.u64;
+  if (tag == kSignalTag) {
+    OnSignal();
+  } else if (tag == kNudgeTag) {
+    return true;
+  } else if (tag & kListenerTag) {
+    size_t index = tag & ~kListenerTag;
+    if (accepting_ && index < p_.listeners.size()) Accept(p_.listeners[index].get());
+  } else if (tag < by_fd_.size() && by_fd_[tag]) {
+    OnConnectionEvent(by_fd_[tag].get(), event.events);
   }
-  if (!someone_else_accepts) return true;
-  double share = static_cast<double>(total) / static_cast<double>(peers.size() + 1);
-  if (!accepting_now) return own_open <= share;
-  return own_open <= share + std::max(kMinMargin, share * kMarginFraction);
+  return false;
 }
+
+// The end of a loop turn: idle connections, whether to accept, the tick.
+// False when the supervisor is gone (an orphan never serves alone).
+bool Worker::AfterEvents(bool nudged) {
+  SweepIdle(now_);
+  ReconsiderAccepting();
+  balance_.AfterTurn(balance_held_);
+  if (balance_held_) RescueBacklog();
+  // Rung by a sibling that stepped back with connections still queued:
+  // nothing else wakes us for those (EPOLLEXCLUSIVE wakes one waiter per
+  // arrival, none for what is already waiting).
+  if (nudged && accepting_) AcceptEverywhere();
+  // An exclusive wakeup can land on a worker just as it stops accepting; a
+  // cheap non-blocking accept once a second makes sure nothing waits for the
+  // next arrival.
+  if (now_ - last_tick_ >= p_.tick) {
+    last_tick_ = now_;
+    if (accepting_) AcceptEverywhere();
+    if (getppid() != p_.supervisor_pid) return false;
+  }
+  Heartbeat();
+  return true;
+}
+
+void Worker::AcceptEverywhere() {
+  for (const UniqueFd& l : p_.listeners) Accept(l.get());
+}
+
+}  // namespace
 
 WorkerParams ParamsFor(const Config& config) {
   WorkerParams p;

@@ -42,20 +42,6 @@ struct WorkerParams {
 // descriptors and shared slots are the supervisor's to fill in).
 WorkerParams ParamsFor(const Config& config);
 
-// What a worker sees of a sibling that serves the same listeners.
-struct PeerLoad {
-  uint32_t open = 0;       // open connections
-  bool accepting = false;  // watching the listeners now (so it has room)
-};
-
-// Accept balance, the pure part. The kernel hands each new connection to one
-// waiting worker, in an order that piles them onto one; so a worker above its
-// fair share (the mean over itself and its siblings) by a margin steps back
-// from accepting, and comes back once it is at or below the share again (the
-// gap is the hysteresis that keeps it from flapping). It steps back only while
-// some sibling accepts, so the listeners are never left unwatched.
-bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<const PeerLoad> peers);
-
 // The signals a worker blocks and reads from its signalfd: SIGTERM and SIGINT
 // drain it, SIGQUIT stops it now, and every other one is ignored (none may stop
 // or kill a worker that serves clients). Not SIGABRT, which keeps its default

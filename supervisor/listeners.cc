@@ -103,13 +103,13 @@ Result<Listener> BindListener(const ListenAddress& address, int backlog, mode_t 
     if (chmod(address.path.c_str(), socket_mode) != 0) {
       int e = errno;
       unlink(address.path.c_str());
-      return Err() << "chmod " << address.path << ": " << std::strerror(e);
+      return ErrorBuilder(e) << "chmod " << address.path;
     }
   }
   if (listen(fd.get(), backlog) != 0) {
     int e = errno;
     if (!owned_path.empty()) unlink(owned_path.c_str());
-    return Err() << "listen on " << name << ": " << std::strerror(e);
+    return ErrorBuilder(e) << "listen on " << name;
   }
   return Listener(name, std::move(fd), owned_path);
 }
@@ -117,7 +117,7 @@ Result<Listener> BindListener(const ListenAddress& address, int backlog, mode_t 
 Result<std::vector<Listener>> TakeActivatedListeners() {
   char** names = nullptr;
   int n = sd_listen_fds_with_names(/*unset_environment=*/1, &names);
-  if (n < 0) return Err() << "reading LISTEN_FDS: " << std::strerror(-n);
+  if (n < 0) return ErrorBuilder(-n) << "reading LISTEN_FDS";
   std::vector<Listener> out;
   std::string problem;
   for (int i = 0; i < n; ++i) {
@@ -126,13 +126,13 @@ Result<std::vector<Listener>> TakeActivatedListeners() {
     UniqueFd owned(fd);
     int r = sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, /*listening=*/1);
     if (r <= 0 && problem.empty()) {
-      problem = "passed descriptor " + std::to_string(fd) + " (" + fd_name +
-                ") is not a listening stream socket" +
-                (r < 0 ? std::string(": ") + std::strerror(-r) : std::string());
+      problem = Error("passed descriptor " + std::to_string(fd) + " (" + fd_name + ") is not a listening stream socket",
+                      r < 0 ? -r : 0)
+                    .ToString();
     }
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
-      if (problem.empty()) problem = "fcntl on passed descriptor " + std::to_string(fd) + ": " + std::strerror(errno);
+      if (problem.empty()) problem = Error(ErrnoErr() << "fcntl on passed descriptor " << fd).ToString();
     }
     sockaddr_storage ss;
     socklen_t len = sizeof ss;

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/exit_codes.h"
+#include "common/result.h"
 #include "common/signals.h"
 
 namespace rot13d::supervisor {
@@ -23,7 +24,7 @@ ExitStatus ExitStatus::FromWaitStatus(int status) {
 }
 
 std::string ExitStatus::Describe() const {
-  if (fork_errno != 0) return std::string("could not be forked: ") + std::strerror(fork_errno);
+  if (fork_errno != 0) return Error("could not be forked", fork_errno).ToString();
   if (signal == 0) return "exited with code " + std::to_string(code);
   std::string s = "killed by " + SignalName(signal);
   if (core_dumped) s += " (core dumped)";
@@ -175,83 +176,101 @@ std::vector<RepeatFilter::Summary> RepeatFilter::Flush(TimePoint now) {
   return out;
 }
 
-std::vector<Action> Plan(const SupervisorView& view, TimePoint now) {
-  const std::vector<WorkerRecord>& workers = *view.workers;
+namespace {
+
+// Stopping: every live worker drains, is killed at its deadline, and the
+// supervisor exits once none is left.
+std::vector<Action> PlanStop(const std::vector<WorkerRecord>& workers, TimePoint now) {
   std::vector<Action> out;
-
-  if (view.stopping) {
-    bool any_alive = false;
-    for (const WorkerRecord& w : workers) {
-      if (w.pid <= 0) continue;
-      any_alive = true;
-      if (w.state != WorkerState::kDraining) out.push_back(Signal(w.pid, SIGTERM));
-      else if (KillDue(w, now)) out.push_back(Signal(w.pid, SIGKILL));
-    }
-    if (!any_alive) out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitOk});
-    return out;
-  }
-
-  // The canary's fate first: a generation being abandoned gets no new workers.
-  bool promote = false, abandon = false;
-  if (view.canary_generation) {
-    uint64_t canary = *view.canary_generation;
-    int booted = 0;
-    for (const WorkerRecord& w : workers) {
-      if (w.generation == canary && w.pid > 0 && w.booted && w.state == WorkerState::kRunning) ++booted;
-    }
-    promote = !view.canary_halted && booted >= view.canary_size;
-    abandon = !promote && (view.canary_halted || now >= view.canary_deadline);
-  }
-
-  std::map<uint64_t, bool> governed_spawned;  // a governed generation forks once per plan at most
+  bool any_alive = false;
   for (const WorkerRecord& w : workers) {
-    bool doomed = abandon && w.generation == *view.canary_generation;
+    if (w.pid <= 0) continue;
+    any_alive = true;
+    if (w.state != WorkerState::kDraining) out.push_back(Signal(w.pid, SIGTERM));
+    else if (KillDue(w, now)) out.push_back(Signal(w.pid, SIGKILL));
+  }
+  if (!any_alive) out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitOk});
+  return out;
+}
+
+enum class CanaryFate { kNone, kWait, kPromote, kAbandon };
+
+// Promoted once every worker of it accepts; abandoned when it halted or its time is up.
+CanaryFate DecideCanary(const SupervisorView& view, TimePoint now) {
+  if (!view.canary_generation) return CanaryFate::kNone;
+  int booted = 0;
+  for (const WorkerRecord& w : *view.workers) {
+    if (w.generation == *view.canary_generation && w.pid > 0 && w.booted && w.state == WorkerState::kRunning) {
+      ++booted;
+    }
+  }
+  if (!view.canary_halted && booted >= view.canary_size) return CanaryFate::kPromote;
+  if (view.canary_halted || now >= view.canary_deadline) return CanaryFate::kAbandon;
+  return CanaryFate::kWait;
+}
+
+// Per worker: spawns that are due (a governed generation forks once per plan
+// at most), hung workers to abort, kill deadlines. A canary being abandoned
+// gets no new workers.
+void PlanWorkers(const SupervisorView& view, TimePoint now, bool abandoning, std::vector<Action>* out) {
+  std::map<uint64_t, bool> governed_spawned;
+  for (const WorkerRecord& w : *view.workers) {
+    bool doomed = abandoning && w.generation == *view.canary_generation;
     if (w.state == WorkerState::kBackoff && now >= w.restart_at && !doomed) {
       auto governed = view.next_governed_fork.find(w.generation);
       bool allowed = governed == view.next_governed_fork.end() ||
                      (now >= governed->second && !governed_spawned[w.generation]);
       if (allowed) {
         if (governed != view.next_governed_fork.end()) governed_spawned[w.generation] = true;
-        out.push_back({.kind = Action::Kind::kSpawn, .slot = w.slot, .generation = w.generation});
+        out->push_back({.kind = Action::Kind::kSpawn, .slot = w.slot, .generation = w.generation});
       }
     }
-    if (HeartbeatStale(w, now)) out.push_back({.kind = Action::Kind::kAbortHung, .pid = w.pid});
-    if (KillDue(w, now)) out.push_back(Signal(w.pid, SIGKILL));
+    if (HeartbeatStale(w, now)) out->push_back({.kind = Action::Kind::kAbortHung, .pid = w.pid});
+    if (KillDue(w, now)) out->push_back(Signal(w.pid, SIGKILL));
   }
+}
 
-  if (view.canary_generation) {
-    if (abandon) {
-      // New workers that already accept may hold clients: they drain like any
-      // retired worker. Those that never booted are killed.
-      for (const WorkerRecord& w : workers) {
-        if (w.generation == *view.canary_generation && w.pid > 0 && w.state != WorkerState::kDraining &&
-            !w.kill_sent) {
-          out.push_back(Signal(w.pid, w.booted ? SIGTERM : SIGKILL));
-        }
-      }
-      out.push_back({.kind = Action::Kind::kAbandon, .generation = *view.canary_generation});
-      // Nothing was serving yet (this was the first generation), or what serves has given up.
-      if (view.serving_generation == 0 || view.serving_halted) {
-        out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitCannotBoot});
-      }
-      return out;
+// New workers that already accept may hold clients: they drain like any
+// retired worker. Those that never booted are killed. Then, if nothing was
+// serving yet (the first generation) or what serves has given up: exit.
+void PlanAbandon(const SupervisorView& view, std::vector<Action>* out) {
+  for (const WorkerRecord& w : *view.workers) {
+    if (w.generation == *view.canary_generation && w.pid > 0 && w.state != WorkerState::kDraining && !w.kill_sent) {
+      out->push_back(Signal(w.pid, w.booted ? SIGTERM : SIGKILL));
     }
-    if (promote) {
-      out.push_back({.kind = Action::Kind::kPromote, .generation = *view.canary_generation});
-      return out;
-    }
-  } else if (view.serving_halted) {
+  }
+  out->push_back({.kind = Action::Kind::kAbandon, .generation = *view.canary_generation});
+  if (view.serving_generation == 0 || view.serving_halted) {
+    out->push_back({.kind = Action::Kind::kExit, .exit_code = kExitCannotBoot});
+  }
+}
+
+}  // namespace
+
+std::vector<Action> Plan(const SupervisorView& view, TimePoint now) {
+  if (view.stopping) return PlanStop(*view.workers, now);
+  const CanaryFate fate = DecideCanary(view, now);
+  std::vector<Action> out;
+  PlanWorkers(view, now, fate == CanaryFate::kAbandon, &out);
+  if (fate == CanaryFate::kAbandon) {
+    PlanAbandon(view, &out);
+    return out;
+  }
+  if (fate == CanaryFate::kPromote) {
+    out.push_back({.kind = Action::Kind::kPromote, .generation = *view.canary_generation});
+    return out;
+  }
+  if (fate == CanaryFate::kNone && view.serving_halted) {
     // Serving on fewer workers than configured, for good, is a failure to say
     // out loud: exit non-zero and let the service manager restart us cleanly.
     out.push_back({.kind = Action::Kind::kExit, .exit_code = kExitCannotBoot});
     return out;
   }
-
   // A removed address closes once no older worker can accept on it any more.
   // Waiting for those workers to exit instead would leave the kernel completing
   // handshakes nobody accepts, to be reset at the close.
   if (view.retired_listeners) {
-    bool old_accepting = std::any_of(workers.begin(), workers.end(), [&](const WorkerRecord& w) {
+    bool old_accepting = std::any_of(view.workers->begin(), view.workers->end(), [&](const WorkerRecord& w) {
       return w.pid > 0 && w.generation < view.serving_generation && !w.stopped_accepting;
     });
     if (!old_accepting) out.push_back({.kind = Action::Kind::kCloseRetired});

@@ -145,7 +145,7 @@ int RequestReload(const std::string& pid_text, const std::string& path) {
   sigemptyset(&answer);
   sigaddset(&answer, ReloadAnswerSignal());
   if (sigprocmask(SIG_BLOCK, &answer, nullptr) != 0) {
-    std::fprintf(stderr, "rot13d: sigprocmask: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "rot13d: %s\n", Error(ErrnoErr() << "sigprocmask").ToString().c_str());
     return kExitFailure;
   }
   if (Status s = BecomeOwnerOf(pid); !s) {
@@ -155,7 +155,7 @@ int RequestReload(const std::string& pid_text, const std::string& path) {
   sigval request{};
   request.sival_int = kReloadRequest;
   if (sigqueue(pid, ReloadRequestSignal(), request) != 0) {
-    std::fprintf(stderr, "rot13d: cannot signal pid %d: %s\n", pid, std::strerror(errno));
+    std::fprintf(stderr, "rot13d: %s\n", Error(ErrnoErr() << "cannot signal pid " << pid).ToString().c_str());
     return kExitFailure;
   }
   return AwaitAnswer(pid, answer, path);

@@ -1,0 +1,116 @@
+#include "daemon/accept_balance.h"
+
+#include <algorithm>
+
+namespace rot13d::daemon {
+namespace {
+
+using std::chrono::milliseconds;
+
+// How soon a held worker looks again, and how far that backs off while the
+// siblings' total does not move.
+constexpr milliseconds kRecheckMin{5};
+constexpr milliseconds kRecheckMax{50};
+// A held worker takes connections that have waited in the backlog this long anyway.
+constexpr milliseconds kBacklogRescue{20};
+// How often the table is scanned for siblings (workers come and go with
+// restarts and reloads), and more often during the first seconds.
+constexpr milliseconds kPeerScanInterval{100};
+constexpr milliseconds kPeerScanIntervalAtBoot{5};
+constexpr std::chrono::seconds kBootScanPeriod{2};
+// A sibling whose loop has not turned for this long is stuck or stopped: it
+// does not count, so nobody steps back in favour of it. Idle loops turn at
+// least once a second (WorkerParams::tick).
+constexpr std::chrono::seconds kPeerStale{3};
+// Stepping back takes being above the share by max(kMinMargin, share / 32).
+constexpr double kMinMargin = 4;
+constexpr double kMarginFraction = 1.0 / 32;
+
+int64_t Nanos(AcceptBalance::Clock::duration d) { return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(); }
+
+}  // namespace
+
+bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<const PeerLoad> peers) {
+  uint64_t total = own_open;
+  bool someone_else_accepts = false;
+  for (const PeerLoad& p : peers) {
+    total += p.open;
+    someone_else_accepts = someone_else_accepts || p.accepting;
+  }
+  if (!someone_else_accepts) return true;
+  double share = static_cast<double>(total) / static_cast<double>(peers.size() + 1);
+  if (!accepting_now) return own_open <= share;
+  return own_open <= share + std::max(kMinMargin, share * kMarginFraction);
+}
+
+void AcceptBalance::Start(uint64_t listener_key, Clock::time_point now) {
+  key_ = listener_key;
+  started_ = now;
+  Scan(now);
+}
+
+void AcceptBalance::MaybeScan(Clock::time_point now) {
+  if (now - last_scan_ >= (now - started_ < kBootScanPeriod ? kPeerScanIntervalAtBoot : kPeerScanInterval)) {
+    Scan(now);
+  }
+}
+
+// Booting slots are kept too: siblings of one generation boot together, and a
+// worker that missed them would not balance until the next scan. Each decision
+// filters on phase and key again.
+void AcceptBalance::Scan(Clock::time_point now) {
+  last_scan_ = now;
+  if (!table_) return;
+  peers_.clear();
+  for (size_t i = 0; i < count_; ++i) {
+    const WorkerStats* s = &table_[i];
+    if (s == own_) continue;
+    WorkerPhase phase = s->Phase();
+    if (phase == WorkerPhase::kBooting ||
+        (phase == WorkerPhase::kAccepting && s->listener_key.load(std::memory_order_relaxed) == key_)) {
+      peers_.push_back(s);
+    }
+  }
+}
+
+// Siblings accepting on the same listeners whose loop is alive; slots of
+// draining, booting or free workers do not count.
+bool AcceptBalance::Allows(uint32_t own_open, bool accepting_now, Clock::time_point now) {
+  total_ = own_open;
+  if (peers_.empty()) return true;
+  loads_.clear();
+  for (const WorkerStats* s : peers_) {
+    if (s->Phase() != WorkerPhase::kAccepting) continue;
+    if (s->listener_key.load(std::memory_order_relaxed) != key_) continue;
+    if (Nanos(now.time_since_epoch()) - s->heartbeat_ns.load(std::memory_order_relaxed) > Nanos(kPeerStale)) continue;
+    loads_.push_back({s->open_connections.load(std::memory_order_relaxed),
+                      s->accepting.load(std::memory_order_relaxed) != 0});
+  }
+  for (const PeerLoad& p : loads_) total_ += p.open;
+  return BalanceWantsAccepting(own_open, accepting_now, loads_);
+}
+
+void AcceptBalance::AfterTurn(bool held) {
+  recheck_ = held && total_ == total_seen_ ? std::min(2 * recheck_, kRecheckMax) : kRecheckMin;
+  total_seen_ = total_;
+  if (!held) backlog_seen_ = {};
+}
+
+bool AcceptBalance::BacklogCheckDue(Clock::time_point now) {
+  if (now - backlog_checked_ < kRecheckMin) return false;
+  backlog_checked_ = now;
+  return true;
+}
+
+bool AcceptBalance::RescueDue(bool backlog_queued, Clock::time_point now) {
+  if (!backlog_queued) {
+    backlog_seen_ = {};
+    return false;
+  }
+  if (backlog_seen_ == Clock::time_point{}) backlog_seen_ = now;
+  if (now - backlog_seen_ < kBacklogRescue) return false;
+  backlog_seen_ = {};
+  return true;
+}
+
+}  // namespace rot13d::daemon

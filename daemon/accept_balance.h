@@ -1,0 +1,81 @@
+// Accept balance: how a worker keeps from taking more than its share of new
+// connections, read from its siblings' shared counters.
+//
+// With EPOLLEXCLUSIVE the kernel wakes the most recently waiting worker first,
+// which piles new connections onto one. So a worker above its fair share (the
+// mean over itself and its siblings) by a margin steps back from accepting,
+// and comes back once it is at or below the share again (the gap is the
+// hysteresis that keeps it from flapping). It steps back only while some
+// sibling accepts, so the listeners are never left unwatched.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/stats.h"
+
+namespace rot13d::daemon {
+
+// What a worker sees of a sibling that serves the same listeners.
+struct PeerLoad {
+  uint32_t open = 0;       // open connections
+  bool accepting = false;  // watching the listeners now (so it has room)
+};
+
+// The pure rule above.
+bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<const PeerLoad> peers);
+
+class AcceptBalance {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using milliseconds = std::chrono::milliseconds;
+
+  // `own` is this worker's slot of `table` (count slots); a null table: no
+  // balancing, the kernel's choice stands.
+  AcceptBalance(const WorkerStats* own, const WorkerStats* table, size_t count)
+      : own_(own), table_(table), count_(count) {}
+
+  // At boot: which listeners this worker serves (siblings must have the same key).
+  void Start(uint64_t listener_key, Clock::time_point now);
+  // Reads the table for siblings when due: often just after boot (the
+  // workers of a generation boot together), then every kPeerScanInterval.
+  void MaybeScan(Clock::time_point now);
+  // Whether this worker, with own_open connections, may accept now.
+  bool Allows(uint32_t own_open, bool accepting_now, Clock::time_point now);
+
+  // After each loop turn: whether this worker is held back. A held worker must
+  // look again soon (nothing else wakes it as the others fill up): every few
+  // ms while the siblings' total moves, backing off while nothing changes.
+  void AfterTurn(bool held);
+  milliseconds recheck() const { return recheck_; }
+
+  // A held worker's insurance: connections left in the backlog are meant for
+  // its siblings, but none may wake for them (EPOLLEXCLUSIVE wakes one waiter
+  // per arrival, none for what is already queued; a stopped sibling looks
+  // alive until its heartbeat is stale). Whether to look at the backlog now,
+  // and, given what it saw, whether to take it anyway.
+  bool BacklogCheckDue(Clock::time_point now);
+  bool RescueDue(bool backlog_queued, Clock::time_point now);
+
+ private:
+  void Scan(Clock::time_point now);
+
+  const WorkerStats* own_;
+  const WorkerStats* table_;
+  size_t count_;
+  uint64_t key_ = 0;
+  std::vector<const WorkerStats*> peers_;  // slots that may serve the same listeners
+  std::vector<PeerLoad> loads_;            // reused by each decision
+  uint64_t total_ = 0;                     // open connections of this worker and its siblings
+  uint64_t total_seen_ = 0;                // ... at the previous loop turn
+  milliseconds recheck_{5};
+  Clock::time_point started_{};
+  Clock::time_point last_scan_{};
+  Clock::time_point backlog_checked_{};  // when a held worker last looked at the backlog
+  Clock::time_point backlog_seen_{};     // since when it has seen connections waiting there
+};
+
+}  // namespace rot13d::daemon
