@@ -18,9 +18,10 @@ namespace rot13d::daemon {
 
 struct WorkerParams {
   std::vector<UniqueFd> listeners;  // this process's copies of the non-blocking listeners
-  size_t buffer_size = 64 * 1024;
-  int max_connections = 10000;
-  std::chrono::milliseconds idle_timeout{0};  // 0 = never
+  // The configuration's settings (ParamsFor); until set, its defaults.
+  size_t buffer_size = Config{}.buffer_size;
+  int max_connections = Config{}.max_connections;
+  std::chrono::milliseconds idle_timeout = Config{}.idle_timeout;  // 0 = never
   // The longest wait between two turns of the loop, each of which stamps the
   // heartbeat: well under the supervisor's heartbeat_timeout.
   std::chrono::milliseconds tick{1000};
