@@ -4,6 +4,8 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -54,6 +56,13 @@ uint64_t ListenerKey(const std::vector<UniqueFd>& listeners) {
   return key == 0 ? 1 : key;
 }
 
+bool IsTcp(BorrowedFd listener) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  return getsockname(listener.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0 &&
+         (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+}
+
 struct SocketIo {
   int fd;
   ssize_t Recv(uint8_t* buf, size_t n) { return ::recv(fd, buf, n, 0); }
@@ -88,10 +97,11 @@ class Worker {
   bool OnEvent(const epoll_event& event);
   bool AfterEvents(bool nudged);
   void AcceptEverywhere();
-  void Accept(int listener, bool balanced = true);
+  // Takes what waits on listener `index`, a batch at most; unbalanced: whatever the siblings hold.
+  void Accept(size_t index, bool balanced = true);
   void RescueBacklog();
   void ReportExhaustion(int error);
-  void AddConnection(int fd);
+  void AddConnection(UniqueFd fd, bool tcp);
   void OnConnectionEvent(Connection* c, uint32_t events);
   void CloseConnection(Connection* c);
   void Touch(Connection* c);
@@ -119,6 +129,7 @@ class Worker {
   bool balance_held_ = false;  // not accepting only because siblings have fewer connections
   uint64_t listener_key_ = 0;
   AcceptBalance balance_{p_.stats, p_.all_stats, p_.all_stats_count};
+  std::vector<bool> listener_is_tcp_;  // per listener: its connections get TCP_NODELAY
   // Taken once per loop turn, after epoll_wait: the time of every event in it.
   Clock::time_point now_{};
   bool draining_ = false;
@@ -141,6 +152,7 @@ int Worker::Boot() {
   (void)prctl(PR_SET_NAME, "rot13d-worker");
   if (Status s = OpenLoop(); !s) return BootFailed(s.error());
   listener_key_ = ListenerKey(p_.listeners);
+  for (const UniqueFd& l : p_.listeners) listener_is_tcp_.push_back(IsTcp(l.borrow()));
   p_.stats->listener_key.store(listener_key_, std::memory_order_relaxed);
   now_ = Clock::now();
   SetAccepting(true);
@@ -242,7 +254,7 @@ void Worker::ReconsiderAccepting() {
   SetAccepting(want && !balance_held_);
 }
 
-void Worker::Accept(int listener, bool balanced) {
+void Worker::Accept(size_t index, bool balanced) {
   for (int i = 0; i < kAcceptBatch && (accepting_ || !balanced); ++i) {
     if (open_ >= p_.max_connections) {
       // Leave further connections in the backlog for a worker with room.
@@ -260,9 +272,9 @@ void Worker::Accept(int listener, bool balanced) {
       }
       return;
     }
-    int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(p_.listeners[index].get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      AddConnection(fd);
+      AddConnection(UniqueFd(fd), listener_is_tcp_[index]);
       continue;
     }
     switch (errno) {
@@ -298,7 +310,7 @@ void Worker::RescueBacklog() {
     queued = queued || (poll(&p, 1, 0) == 1 && (p.revents & POLLIN));
   }
   if (!balance_.RescueDue(queued, now_)) return;
-  for (const UniqueFd& l : p_.listeners) Accept(l.get(), /*balanced=*/false);
+  for (size_t i = 0; i < p_.listeners.size(); ++i) Accept(i, /*balanced=*/false);
 }
 
 // Sustained exhaustion pauses accepting four times a second; say so once per
@@ -315,9 +327,17 @@ void Worker::ReportExhaustion(int error) {
   exhaustion_count_ = 0;
 }
 
-void Worker::AddConnection(int raw_fd) {
+void Worker::AddConnection(UniqueFd fd, bool tcp) {
+  // A reply that leaves in more than one send() (larger than buffer_size, or
+  // a request that came in pieces) must not wait for the client's delayed
+  // ACK of the first part: Nagle would hold the tail back 40 ms.
+  int one = 1;
+  if (tcp && setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+    Log(LogLevel::kWarning, Error(ErrnoErr() << "setsockopt(TCP_NODELAY) on a new connection").ToString());
+  }
+  const int raw_fd = fd.get();
   auto c = std::make_unique<Connection>();
-  c->fd.reset(raw_fd);
+  c->fd = std::move(fd);
   if (static_cast<size_t>(raw_fd) >= by_fd_.size()) by_fd_.resize(static_cast<size_t>(raw_fd) + 1);
   Connection* conn = c.get();
   epoll_event ev{};
@@ -398,7 +418,7 @@ void Worker::StartDrain() {
   // lost with it; the listening sockets stay open in the supervisor and the
   // workers of the new generation.
   if (accepting_) {
-    for (const UniqueFd& l : p_.listeners) Accept(l.get());
+    AcceptEverywhere();
   }
   SetAccepting(false);
   p_.listeners.clear();  // our copies only: the sockets stay open elsewhere
@@ -474,7 +494,7 @@ bool Worker::OnEvent(const epoll_event& event) {
     return true;
   } else if (tag & kListenerTag) {
     size_t index = tag & ~kListenerTag;
-    if (accepting_ && index < p_.listeners.size()) Accept(p_.listeners[index].get());
+    if (accepting_ && index < p_.listeners.size()) Accept(index);
   } else if (tag < by_fd_.size() && by_fd_[tag]) {
     OnConnectionEvent(by_fd_[tag].get(), event.events);
   }
@@ -505,7 +525,7 @@ bool Worker::AfterEvents(bool nudged) {
 }
 
 void Worker::AcceptEverywhere() {
-  for (const UniqueFd& l : p_.listeners) Accept(l.get());
+  for (size_t i = 0; i < p_.listeners.size(); ++i) Accept(i);
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 // What a client sees: bytes back over every transport, big streams, half-close, idle
 // timeouts, worker count, and bounded memory under a client that never reads.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -70,6 +73,36 @@ TEST_F(ServingTest, SixteenMebibyteStreamWrittenAndReadConcurrently) {
   EXPECT_EQ(received, kTotal);
   EXPECT_EQ(mismatch_at, SIZE_MAX) << "first wrong byte at offset " << mismatch_at;
   EXPECT_TRUE(tail.empty() && c.eof()) << tail.size() << " bytes after the stream; eof " << c.eof();
+}
+
+// A reply larger than buffer_size leaves in several send()s. Without
+// TCP_NODELAY on the daemon's side, Nagle holds back its tail until the client
+// ACKs, and the client, waiting for the whole reply, delays its ACK by 40 ms:
+// many exchanges take over 40 ms. Timed, but with a wide margin: 200 KiB of
+// loopback rot13 takes a millisecond or two, and at most 3 of 30 exchanges may
+// take 35 ms (noise); without TCP_NODELAY 10 to 16 of them do.
+TEST_F(ServingTest, LargeRequestResponseHasNoDelayedAckStall) {
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 1\nbuffer_size = 16384\n", 1));
+  Client c = Client::Connect(address());
+  ASSERT_TRUE(c.connected()) << c.error();
+  int one = 1;
+  ASSERT_EQ(setsockopt(c.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);  // the client is not under test
+  std::string request;
+  while (request.size() < 200 * 1024) request += AllBytes();
+  request.resize(200 * 1024);
+  const std::string expected = Rot13(request);
+  std::vector<double> ms;
+  for (int i = 0; i < 30; ++i) {
+    auto t0 = Clock::now();
+    ASSERT_EQ(c.RoundTrip(request), expected) << "exchange " << i;
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  auto stalled = std::count_if(ms.begin(), ms.end(), [](double m) { return m >= 35.0; });
+  std::string all;
+  for (double m : ms) all += std::to_string(static_cast<int>(m)) + " ";
+  // Without TCP_NODELAY, a third to a half of them stall for 40-48 ms.
+  EXPECT_LE(stalled, 3) << "exchanges of 35 ms or more, a delayed-ACK stall each; all (ms): " << all;
 }
 
 TEST_F(ServingTest, HalfCloseGetsAllDataThenEof) {
