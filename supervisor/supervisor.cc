@@ -857,6 +857,10 @@ void Supervisor::OnSignals() {
         // logrotate habit must be harmless.
         Log(LogLevel::kNotice, SignalName(static_cast<int>(si.ssi_signo)) + " ignored (rot13d has no log files to reopen)");
         break;
+      case SIGCONT:
+        // systemd follows every stop's SIGTERM with a SIGCONT (so that a
+        // stopped process sees it); continuing needs nothing from us.
+        break;
       default: OnStraySignal(si); break;
     }
   }
