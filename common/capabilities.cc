@@ -9,8 +9,14 @@
 namespace rot13d {
 
 Status DropAllCapabilities() {
-  capng_clear(CAPNG_SELECT_CAPS);
-  if (capng_apply(CAPNG_SELECT_CAPS) != 0) return ErrnoErr() << "dropping capabilities (capng_apply)";
+  // Holding none, skip capset(2): the packaged unit's SystemCallFilter=~@privileged
+  // refuses it with EPERM even when it would clear nothing. Ambient capabilities
+  // are a subset of the permitted ones, so they are empty too.
+  if (capng_get_caps_process() != 0) return ErrnoErr() << "reading capabilities (capng_get_caps_process)";
+  if (capng_have_permitted_capabilities() != CAPNG_NONE) {
+    capng_clear(CAPNG_SELECT_CAPS);
+    if (capng_apply(CAPNG_SELECT_CAPS) != 0) return ErrnoErr() << "dropping capabilities (capng_apply)";
+  }
   // EINVAL: a kernel without ambient capabilities (before 4.3) has none to clear.
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
     return ErrnoErr() << "clearing ambient capabilities";

@@ -42,9 +42,9 @@ constexpr const char* kUsage =
     "QUIT stops at once. See rot13d(8).\n";
 
 // Problems found by the one-shot commands (--check-config, --reload): plain
-// lines on a terminal; under systemd (ExecStartPre=, ExecReload=) journal
-// entries at their priority, with the config error fields, so that
-// `journalctl -u rot13d -p err` and `systemctl status` show them.
+// lines on a terminal; under systemd (ExecReload=) journal entries at their
+// priority, with the config error fields, so that `journalctl -u rot13d -p err`
+// and `systemctl status` show them.
 void ReportConfigErrors(const std::vector<rot13d::ConfigError>& errors) {
   using namespace rot13d;
   if (StderrIsJournal()) {

@@ -388,6 +388,10 @@ void Supervisor::OnSignal(const signalfd_siginfo& si) {
       // logrotate habit must be harmless.
       Log(LogLevel::kNotice, SignalName(sig) + " ignored (rot13d has no log files to reopen)");
       break;
+    case SIGCONT:
+      // systemd follows every stop's SIGTERM with a SIGCONT (so that a
+      // stopped process sees it); continuing needs nothing from us.
+      break;
     default: strays_.Report(si, Clock::now()); break;
   }
 }

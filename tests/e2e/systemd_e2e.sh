@@ -6,7 +6,7 @@
 # Builds the .deb and .rpm from SOURCE_DIR with packaging/build-packages (into
 # WORK_DIR/packages), boots a Debian 12 container with systemd-nspawn from a
 # cached debootstrap tree (built once under /var/cache/rot13d-e2e, copied per
-# run), and checks 10 steps, one line each, then "N passed, M failed".
+# run), and checks 12 steps, one line each, then "N passed, M failed".
 # The container shares the host's network, so the service answers on
 # 127.0.0.1:1067, which must be free.
 #
@@ -101,7 +101,7 @@ else
   if ! "$src/packaging/build-packages" "$pkgdir" > "$work/build-packages.log" 2>&1; then
     sed 's/^/    /' "$work/build-packages.log" | tail -n 40
     fail 1 "packaging/build-packages failed (log: $work/build-packages.log)"
-    for n in 2 3 4 5 6 7 8 9 10; do fail $n "not run: no packages"; done
+    for n in $(seq 2 12); do fail $n "not run: no packages"; done
     echo "$passed passed, $failed failed"
     exit 1
   fi
@@ -185,16 +185,33 @@ wait_for() {
   for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.2; done
   return 1
 }
+# holds SECONDS CMD...: true when CMD succeeds at every check, every 0.2 s, for
+# SECONDS (a state that must last, such as no restart after a failed start).
+holds() {
+  local n=$(( $1 * 5 )); shift
+  for _ in $(seq 1 "$n"); do "$@" || return 1; sleep 0.2; done
+}
+# The container's journal position now, for --after-cursor.
+journal_cursor() { ct journalctl -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p'; }
+# rot13d's entries at warning or above since CURSOR, but for one that only this
+# container causes: systemd here lacks CAP_NET_ADMIN (nspawn shares the host's
+# network), so it cannot bring up PrivateNetwork='s loopback, and says so.
+journal_warnings() {
+  ct journalctl --after-cursor "$1" -u rot13d -p warning -o short-monotonic --no-pager 2>&1 |
+    grep -v 'Failed to configure loopback network device, ignoring'
+}
 expected_auto_workers() {
   # "auto": the CPUs in the affinity mask (cpu.max is unlimited here).
   ct nproc
 }
 
-# --- 1: install -----------------------------------------------------------------
+# --- 1: install ---------------------------------------------------------------
+install_cursor=""  # the journal before the install, for step 3
 step1() {
   local out
   if [ -z "$deb" ]; then fail 1 "no .deb in $pkgdir"; return; fi
   if ! out=$(ct apt-get update -qq 2>&1); then log "$out" | tail -n 5; fi
+  install_cursor=$(journal_cursor)
   # man-db, as on an ordinary system: systemd-analyze verify checks that the
   # units' Documentation= man pages exist.
   ct apt-get install -y -q --no-install-recommends man-db >/dev/null 2>&1
@@ -216,7 +233,7 @@ step1() {
   pass 1 "apt-get install ./$(basename "$deb") (rot13d $version, dependencies from the mirror); systemd-analyze verify rot13d.service rot13d.socket clean"
 }
 
-# --- 2: start and answer ---------------------------------------------------------
+# --- 2: start and answer ------------------------------------------------------
 step2() {
   needs installed || { fail 2 "not run: the .deb is not installed"; return; }
   local out state reply
@@ -231,17 +248,35 @@ step2() {
   fi
 }
 
-# --- 3: workers, kill -9, replaced -------------------------------------------------
-workers_now=0
+# --- 3: a stock install starts quietly ----------------------------------------
 step3() {
   needs 2 || { fail 3 "not run: needs step 2"; return; }
+  local warnings dump pre
+  # Since before the install: the shipped file with socket activation draws no
+  # warning, and nothing run by the unit prints the configuration.
+  warnings=$(journal_warnings "$install_cursor")
+  dump=$(ct journalctl --after-cursor "$install_cursor" -u rot13d -o cat --no-pager 2>&1 |
+           grep -E '^[a-z_]+ = ')
+  pre=$(ct systemctl show -p ExecStartPre --value rot13d)
+  if [ -z "$warnings" ] && [ -z "$dump" ]; then
+    pass 3 "stock install and start: journalctl -u rot13d -p warning empty (this container's loopback notice aside); no configuration printed into the journal (ExecStartPre: ${pre:-none})"
+  else
+    printf '%s\n' "$warnings" "$dump" | sed '/^$/d' | head -n 20 | sed 's/^/    /'
+    fail 3 "stock start: $(printf '%s' "$warnings" | grep -c .) warnings, $(printf '%s' "$dump" | grep -c .) configuration lines in the journal"
+  fi
+}
+
+# --- 4: workers, kill -9, replaced --------------------------------------------
+workers_now=0
+step4() {
+  needs 2 || { fail 4 "not run: needs step 2"; return; }
   local mp want have victim
   mp=$(main_pid)
   want=$(expected_auto_workers)
   wait_for 10 test "$(count_children "$mp")" -eq "$want"
   have=$(count_children "$mp")
   if [ "$have" -ne "$want" ]; then
-    fail 3 "MainPID $mp has $have children, want $want (workers = \"auto\")"
+    fail 4 "MainPID $mp has $have children, want $want (workers = \"auto\")"
     return
   fi
   victim=$(children "$mp" | head -n 1)
@@ -251,23 +286,23 @@ step3() {
     [ "$(printf '%s\n' "$now" | sed '/^$/d' | wc -l)" -eq "$want" ] && ! printf '%s\n' "$now" | grep -qx "$victim"
   }
   if ! wait_for 10 replaced; then
-    fail 3 "worker $victim killed with SIGKILL was not replaced: children now $(children "$mp" | tr '\n' ' ')"
+    fail 4 "worker $victim killed with SIGKILL was not replaced: children now $(children "$mp" | tr '\n' ' ')"
     return
   fi
   local line
   wait_for 5 sh -c "nsenter -t $ct_pid -a journalctl -u rot13d WORKER_PID=$victim -o cat --no-pager 2>/dev/null | grep -q ." 
   line=$(ct journalctl -u rot13d WORKER_PID="$victim" -o cat --no-pager 2>/dev/null | head -n 1)
   if [ -z "$line" ] || ! printf '%s' "$line" | grep -q "KILL"; then
-    fail 3 "worker $victim was replaced but the journal has no entry for it (got: \"$line\")"
+    fail 4 "worker $victim was replaced but the journal has no entry for it (got: \"$line\")"
     return
   fi
   workers_now=$want
-  pass 3 "$want workers are children of MainPID $mp; kill -9 $victim: replaced; journal: \"$line\""
+  pass 4 "$want workers are children of MainPID $mp; kill -9 $victim: replaced; journal: \"$line\""
 }
 
-# --- 4: reload with a new worker count ---------------------------------------------
-step4() {
-  needs 2 || { fail 4 "not run: needs step 2"; return; }
+# --- 5: reload with a new worker count ----------------------------------------
+step5() {
+  needs 2 || { fail 5 "not run: needs step 2"; return; }
   local mp before new out rc stop loop_pid loop_out reply mp2
   mp=$(main_pid)
   before=$(count_children "$mp")
@@ -288,17 +323,17 @@ step4() {
   if [ $rc -eq 0 ] && [ "$mp2" = "$mp" ] && [ "$have" -eq "$new" ] && [ "$reply" = Uryyb ] &&
      printf '%s' "$loop_out" | grep -q "refused=0 failed=0"; then
     workers_now=$new
-    pass 4 "workers = $new, systemctl reload rot13d: exit 0, MainPID $mp kept, $have workers; during: $loop_out; after: \"$reply\"; status \"$status\""
+    pass 5 "workers = $new, systemctl reload rot13d: exit 0, MainPID $mp kept, $have workers; during: $loop_out; after: \"$reply\"; status \"$status\""
   else
     printf '%s\n' "$out" | sed 's/^/    /'
     ct journalctl -u rot13d -n 15 --no-pager 2>&1 | sed 's/^/    /'
-    fail 4 "reload: exit $rc, MainPID $mp -> $mp2, $have workers (want $new); during: $loop_out; after: \"$reply\""
+    fail 5 "reload: exit $rc, MainPID $mp -> $mp2, $have workers (want $new); during: $loop_out; after: \"$reply\""
   fi
 }
 
-# --- 5: invalid config ---------------------------------------------------------------
-step5() {
-  needs 2 || { fail 5 "not run: needs step 2"; return; }
+# --- 6: reload with an invalid file -------------------------------------------
+step6() {
+  needs 2 || { fail 6 "not run: needs step 2"; return; }
   local mp kids out rc status_out errs reply mp2 kids2 state line col
   mp=$(main_pid)
   kids=$(children "$mp" | tr '\n' ' ')
@@ -317,16 +352,57 @@ step5() {
   local where="$config:$line:$col"
   if [ $rc -ne 0 ] && printf '%s' "$status_out" | grep -qF "$where" && [ "$state" = active ] &&
      [ "$mp2" = "$mp" ] && [ "$kids2" = "$kids" ] && [ "$reply" = Uryyb ] && printf '%s' "$errs" | grep -qF "$where"; then
-    pass 5 "invalid workers: systemctl reload exit $rc; status shows \"$(printf '%s' "$status_out" | grep -F "$where" | head -n 1 | sed 's/^ *//')\"; still active, MainPID $mp and workers [$kids] kept, answering; journalctl -p err has $where"
+    pass 6 "invalid workers: systemctl reload exit $rc; status shows \"$(printf '%s' "$status_out" | grep -F "$where" | head -n 1 | sed 's/^ *//')\"; still active, MainPID $mp and workers [$kids] kept, answering; journalctl -p err has $where"
   else
     printf 'systemctl reload: %s\n%s\njournalctl -p err:\n%s\n' "$out" "$status_out" "$errs" | sed 's/^/    /'
-    fail 5 "invalid config: reload exit $rc; state $state; MainPID $mp -> $mp2; workers [$kids] -> [$kids2]; reply \"$reply\"; $where in status: $(printf '%s' "$status_out" | grep -cF "$where"), in journal -p err: $(printf '%s' "$errs" | grep -cF "$where")"
+    fail 6 "invalid config: reload exit $rc; state $state; MainPID $mp -> $mp2; workers [$kids] -> [$kids2]; reply \"$reply\"; $where in status: $(printf '%s' "$status_out" | grep -cF "$where"), in journal -p err: $(printf '%s' "$errs" | grep -cF "$where")"
   fi
 }
 
-# --- 6: status and structured journal ---------------------------------------------------
-step6() {
-  needs 2 || { fail 6 "not run: needs step 2"; return; }
+# --- 7: restart with an invalid file ------------------------------------------
+service_failed() { [ "$(ct systemctl show -p ActiveState --value rot13d)" = failed ]; }
+no_rot13d_job() { [ -z "$(ct systemctl list-jobs --no-legend 'rot13d*')" ]; }
+settled_failed() { service_failed && no_rot13d_job; }
+nrestarts() { ct systemctl show -p NRestarts --value rot13d; }
+# Failed, not restarted, and the socket still listening.
+failed_once() {
+  service_failed && [ "$(nrestarts)" = 0 ] && [ "$(ct systemctl is-active rot13d.socket)" = active ]
+}
+step7() {
+  needs 2 || { fail 7 "not run: needs step 2"; return; }
+  local cursor out rc errs where settled held n sock start_out start_rc state reply
+  ct cp "$config" /root/rot13d.toml.good
+  ct sh -c "{ echo 'workers = \"many\"'; grep -v '^workers' /root/rot13d.toml.good; } > $config"
+  where="$config:1:11"
+  cursor=$(journal_cursor)
+  out=$(ct systemctl restart rot13d 2>&1); rc=$?
+  # No client may connect until the file is fixed: a waiting connection makes
+  # rot13d.socket start the service again (that is socket activation).
+  settled=no; wait_for 10 settled_failed && settled=yes
+  held=no; holds 3 failed_once && held=yes
+  n=$(nrestarts)
+  sock=$(ct systemctl is-active rot13d.socket)
+  errs=$(ct journalctl --after-cursor "$cursor" -u rot13d -p err -o cat --no-pager 2>&1)
+  ct cp /root/rot13d.toml.good "$config"
+  start_out=$(ct systemctl start rot13d 2>&1); start_rc=$?
+  state=$(ct systemctl is-active rot13d)
+  reply=$(answers)
+  if [ $rc -ne 0 ] && [ $settled = yes ] && [ $held = yes ] && printf '%s' "$errs" | grep -qF "$where" &&
+     [ $start_rc -eq 0 ] && [ "$state" = active ] && [ "$reply" = Uryyb ]; then
+    pass 7 "invalid workers: systemctl restart rot13d exit $rc; failed, NRestarts=$n and rot13d.socket $sock for 3 s; journal: \"$(printf '%s\n' "$errs" | grep -F "$where" | head -n 1)\"; fixed file, systemctl start: active, answered \"$reply\""
+  else
+    printf 'systemctl restart: %s\njournalctl -p err:\n%s\nsystemctl start: %s\n' "$out" "$errs" "$start_out" | sed 's/^/    /'
+    ct journalctl --after-cursor "$cursor" -u rot13d -u rot13d.socket -n 30 --no-pager 2>&1 | sed 's/^/    /'
+    fail 7 "restart with an invalid file: exit $rc, settled failed: $settled, held 3 s: $held, NRestarts=$n, rot13d.socket $sock, $where in journal -p err: $(printf '%s' "$errs" | grep -cF "$where"); after the fix: start exit $start_rc, state $state, reply \"$reply\""
+    # Leave the units as the next steps need them.
+    ct systemctl reset-failed rot13d rot13d.socket >/dev/null 2>&1
+    ct systemctl start rot13d.socket rot13d >/dev/null 2>&1
+  fi
+}
+
+# --- 8: status and structured journal -----------------------------------------
+step8() {
+  needs 2 || { fail 8 "not run: needs step 2"; return; }
   local status_line json check
   status_line=$(ct systemctl status rot13d --no-pager 2>&1 | grep -m1 'Status:' | sed 's/^ *//')
   json=$(ct journalctl -u rot13d -o json --no-pager 2>/dev/null)
@@ -343,15 +419,15 @@ print(("ok " if need <= fields else "missing " + ",".join(sorted(need - fields))
       f"{len(mine)} entries, fields " + ",".join(sorted(fields)) + ", priorities " + ",".join(prios))
 ')
   if printf '%s' "$status_line" | grep -Eq 'Status: ".*[0-9]+ workers? .*served' && [ "${check#ok}" != "$check" ]; then
-    pass 6 "systemctl status: $status_line; journalctl -o json: ${check#ok }"
+    pass 8 "systemctl status: $status_line; journalctl -o json: ${check#ok }"
   else
-    fail 6 "status line \"$status_line\"; journal: $check"
+    fail 8 "status line \"$status_line\"; journal: $check"
   fi
 }
 
-# --- 7: restart under a client loop -------------------------------------------------------
-step7() {
-  needs 2 || { fail 7 "not run: needs step 2"; return; }
+# --- 9: restart under a client loop -------------------------------------------
+step9() {
+  needs 2 || { fail 9 "not run: needs step 2"; return; }
   local mp mp2 loop_pid out rc loop_out state
   mp=$(main_pid)
   python3 "$client" loop $port 200 0.02 --stop-file "$run/stop-loop-7" --max-seconds 120 > "$run/loop7.out" 2>&1 &
@@ -363,24 +439,24 @@ step7() {
   state=$(ct systemctl is-active rot13d)
   if [ $rc -eq 0 ] && [ "$mp2" != "$mp" ] && [ "$state" = active ] &&
      printf '%s' "$loop_out" | grep -q "attempts=200 ok=200 refused=0 failed=0"; then
-    pass 7 "systemctl restart rot13d (MainPID $mp -> $mp2) during 200 connections: $loop_out"
+    pass 9 "systemctl restart rot13d (MainPID $mp -> $mp2) during 200 connections: $loop_out"
   else
     printf '%s\n' "$out" | sed 's/^/    /'
-    fail 7 "restart: exit $rc, MainPID $mp -> $mp2, state $state; clients: $loop_out"
+    fail 9 "restart: exit $rc, MainPID $mp -> $mp2, state $state; clients: $loop_out"
   fi
 }
 
-# --- 8: security exposure ------------------------------------------------------------------
-step8() {
-  needs installed || { fail 8 "not run: the .deb is not installed"; return; }
+# --- 10: security exposure ----------------------------------------------------
+step10() {
+  needs installed || { fail 10 "not run: the .deb is not installed"; return; }
   local out score
   out=$(ct systemd-analyze security rot13d.service --no-pager 2>&1)
   score=$(printf '%s\n' "$out" | sed -n 's/.*Overall exposure level for rot13d.service: \([0-9.]*\).*/\1/p')
   if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 1.5) }'; then
-    pass 8 "systemd-analyze security rot13d.service: $(printf '%s\n' "$out" | grep 'Overall exposure' | sed 's/.*: //')"
+    pass 10 "systemd-analyze security rot13d.service: $(printf '%s\n' "$out" | grep 'Overall exposure' | sed 's/.*: //')"
   else
     printf '%s\n' "$out" | grep -v '✓' | sed 's/^/    /'
-    fail 8 "systemd-analyze security rot13d.service: exposure ${score:-unknown} > 1.5"
+    fail 10 "systemd-analyze security rot13d.service: exposure ${score:-unknown} > 1.5"
   fi
 }
 
@@ -389,9 +465,9 @@ rot13d_procs() {
   ct sh -c 'for p in /proc/[0-9]*; do [ "$(readlink $p/exe 2>/dev/null)" = /usr/sbin/rot13d ] && echo ${p#/proc/}; done' | wc -l
 }
 
-# --- 9: stop and purge ----------------------------------------------------------------------
-step9() {
-  needs installed || { fail 9 "not run: the .deb is not installed"; return; }
+# --- 11: stop and purge -------------------------------------------------------
+step11() {
+  needs installed || { fail 11 "not run: the .deb is not installed"; return; }
   local out rc left state leftovers
   out=$(ct systemctl stop rot13d.socket rot13d.service 2>&1); rc=$?
   state=$(ct systemctl is-active rot13d)
@@ -399,7 +475,7 @@ step9() {
   left=$(rot13d_procs)
   if [ $rc -ne 0 ] || [ "$left" -ne 0 ] || [ "$state" = active ]; then
     printf '%s\n' "$out" | sed 's/^/    /'
-    fail 9 "systemctl stop: exit $rc, state $state, $left rot13d processes left"
+    fail 11 "systemctl stop: exit $rc, state $state, $left rot13d processes left"
     return
   fi
   out=$(ct apt-get purge -y -q rot13d 2>&1); rc=$?
@@ -415,28 +491,28 @@ step9() {
     systemctl list-units --all --plain --no-legend "rot13d*" | grep -v "not-found" | grep -q . && echo "units still loaded"
     true')
   if [ $rc -eq 0 ] && [ -z "$leftovers" ] && ! python3 "$client" once $port Hello >/dev/null 2>&1; then
-    pass 9 "systemctl stop rot13d.socket rot13d: no rot13d process left; apt-get purge rot13d: no file, unit, user or listener left"
+    pass 11 "systemctl stop rot13d.socket rot13d: no rot13d process left; apt-get purge rot13d: no file, unit, user or listener left"
   else
     printf '%s\n' "$out" | tail -n 10 | sed 's/^/    /'
-    fail 9 "apt-get purge: exit $rc; left: $(printf '%s' "$leftovers" | tr '\n' ' ')"
+    fail 11 "apt-get purge: exit $rc; left: $(printf '%s' "$leftovers" | tr '\n' ' ')"
   fi
 }
 
-# --- 10: the .rpm -----------------------------------------------------------------------------
-step10() {
-  if [ -z "$rpm" ]; then fail 10 "no .rpm in $pkgdir"; return; fi
+# --- 12: the .rpm -------------------------------------------------------------
+step12() {
+  if [ -z "$rpm" ]; then fail 12 "no .rpm in $pkgdir"; return; fi
   local out rc state reply left leftovers name
   name=$(basename "$rpm")
   if ! out=$(ct apt-get install -y -q --no-install-recommends rpm 2>&1); then
     printf '%s\n' "$out" | tail -n 10 | sed 's/^/    /'
-    fail 10 "cannot install Debian's rpm in the container"
+    fail 12 "cannot install Debian's rpm in the container"
     return
   fi
   # The runtime libraries (libsystemd0, libtomlplusplus3) are Debian packages,
   # not in the rpm database: hence --nodeps.
   if ! out=$(ct rpm -i --nodeps "/root/pkgs/$name" 2>&1); then
     printf '%s\n' "$out" | tail -n 10 | sed 's/^/    /'
-    fail 10 "rpm -i --nodeps $name failed"
+    fail 12 "rpm -i --nodeps $name failed"
     return
   fi
   ct systemctl start rot13d >/dev/null 2>&1
@@ -454,13 +530,13 @@ step10() {
     done
     true')
   if [ "$state" = active ] && [ "$reply" = Uryyb ] && [ "$left" -eq 0 ] && [ $rc -eq 0 ] && [ -z "$leftovers" ]; then
-    pass 10 "rpm -i --nodeps $name: systemctl start: active, answered \"$reply\"; stop: no process left; rpm -e: no file left"
+    pass 12 "rpm -i --nodeps $name: systemctl start: active, answered \"$reply\"; stop: no process left; rpm -e: no file left"
   else
     ct journalctl -u rot13d -n 10 --no-pager 2>&1 | sed 's/^/    /'
-    fail 10 "rpm: state $state, reply \"$reply\", $left processes after stop, rpm -e exit $rc ($out), left: $(printf '%s' "$leftovers" | tr '\n' ' ')"
+    fail 12 "rpm: state $state, reply \"$reply\", $left processes after stop, rpm -e exit $rc ($out), left: $(printf '%s' "$leftovers" | tr '\n' ' ')"
   fi
 }
 
-for n in 1 2 3 4 5 6 7 8 9 10; do "step$n"; done
+for n in $(seq 1 12); do "step$n"; done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
