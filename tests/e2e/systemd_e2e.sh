@@ -63,26 +63,58 @@ needs() { local s; for s in "$@"; do [ -n "${ok_step[$s]:-}" ] || return 1; done
 
 # --- clean-up of what this run started ---------------------------------------
 run=""
+machine=rot13d-e2e-$$
 nspawn_pid=""
 ct_pid=""
 bg_pids=()
+# Signals a process only when it is provably the one this run started: bash
+# reaps a background job as soon as it ends, so a bare pid may already be a
+# stranger's. A pidfd names one process; its command line, read after the
+# pidfd was opened, must hold this run's unique machine name (or, for the
+# container's init, its parent must be such a process).
+#   ours SIG PID MARKER            SIG is a name (TERM, KILL) or 0 (is it alive?)
+#   ours SIG PID - PARENT MARKER   a child of PARENT, which must be ours
+ours() {
+  python3 - "$@" <<'PY'
+import os, signal, sys
+sig, pid, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def cmdline(p):
+    with open(f"/proc/{p}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode(errors="replace")
+def ppid(p):
+    with open(f"/proc/{p}/status") as f:
+        return int(next(l.split()[1] for l in f if l.startswith("PPid:")))
+try:
+    fd = os.pidfd_open(pid)
+    if marker == "-":
+        parent = int(sys.argv[4])
+        pfd = os.pidfd_open(parent)
+        ok = sys.argv[5] in cmdline(parent) and ppid(pid) == parent
+    else:
+        ok = marker in cmdline(pid)
+    if ok and sig != "0":
+        signal.pidfd_send_signal(fd, getattr(signal, "SIG" + sig))
+except (OSError, StopIteration, ValueError):
+    ok = False
+sys.exit(0 if ok else 1)
+PY
+}
 cleanup() {
   local p
-  # The client loops are stopped through their stop files, never by pid: bash
-  # reaps a background job as soon as it ends, so its pid may be a stranger's.
+  # The client loops are stopped through their stop files, never by pid.
   [ -n "$run" ] && touch "$run/stop-loop-4" "$run/stop-loop-7" 2>/dev/null
   for p in "${bg_pids[@]}"; do wait "$p" 2>/dev/null; done
-  if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+  if [ -n "$nspawn_pid" ] && ours 0 "$nspawn_pid" "$machine"; then
     if [ -n "$ct_pid" ]; then
       timeout 20 nsenter -t "$ct_pid" -a /bin/systemctl poweroff >/dev/null 2>&1
     fi
-    for _ in $(seq 1 300); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$nspawn_pid" 2>/dev/null; then
+    for _ in $(seq 1 300); do ours 0 "$nspawn_pid" "$machine" || break; sleep 0.1; done
+    if ours 0 "$nspawn_pid" "$machine"; then
       # Killing the container's init ends its whole pid namespace.
-      [ -n "$ct_pid" ] && kill -KILL "$ct_pid" 2>/dev/null
-      kill -TERM "$nspawn_pid" 2>/dev/null
-      for _ in $(seq 1 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL "$nspawn_pid" 2>/dev/null
+      [ -n "$ct_pid" ] && ours KILL "$ct_pid" - "$nspawn_pid" "$machine"
+      ours TERM "$nspawn_pid" "$machine"
+      for _ in $(seq 1 100); do ours 0 "$nspawn_pid" "$machine" || break; sleep 0.1; done
+      ours KILL "$nspawn_pid" "$machine"
     fi
     wait "$nspawn_pid" 2>/dev/null
   fi
@@ -138,7 +170,6 @@ cp "$deb" "$rpm" "$root/root/pkgs/" 2>/dev/null
 echo "rot13d-e2e" > "$root/etc/hostname"
 
 # --- boot ---------------------------------------------------------------------
-machine=rot13d-e2e-$$
 systemd-nspawn -D "$root" --boot --register=no --keep-unit --machine="$machine" \
   --console=read-only > "$run/nspawn.log" 2>&1 < /dev/null &
 nspawn_pid=$!
@@ -149,7 +180,7 @@ for _ in $(seq 1 100); do
     if [ "$(cat /proc/"$c"/comm 2>/dev/null)" = systemd ]; then ct_pid=$c; fi
   done
   [ -n "$ct_pid" ] && break
-  kill -0 "$nspawn_pid" 2>/dev/null || break
+  ours 0 "$nspawn_pid" "$machine" || break
   sleep 0.1
 done
 if [ -z "$ct_pid" ]; then
