@@ -215,6 +215,8 @@ int Worker::BootFailed(const Error& e) {
 }
 
 // The supervisor reads phases from shared memory; this tells it to look now.
+// An eventfd write fails only when its counter would overflow (EAGAIN), and
+// then it is already readable: the supervisor wakes either way.
 void Worker::WakeSupervisor() {
   uint64_t one = 1;
   if (p_.ready_fd.valid()) (void)!write(p_.ready_fd.get(), &one, sizeof one);
@@ -265,7 +267,8 @@ void Worker::Accept(size_t index, bool balanced) {
     if (balanced && !draining_ && !BalanceAllowsAccepting()) {
       balance_held_ = true;
       SetAccepting(false);
-      // Mid-batch: more are likely queued, and only a nudge wakes a sibling for them.
+      // Mid-batch: more are likely queued, and only a nudge wakes a sibling for
+      // them. (A write to the eventfd cannot fail but by overflow: see WakeSupervisor.)
       if (i > 0 && p_.nudge_fd.valid()) {
         uint64_t one = 1;
         (void)!write(p_.nudge_fd.get(), &one, sizeof one);

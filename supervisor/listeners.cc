@@ -29,9 +29,11 @@ Listener& Listener::operator=(Listener&& other) noexcept {
 
 Listener::~Listener() { Close(); }
 
+// Removing the socket file is tidiness: a file left behind (someone removed
+// or replaced it meanwhile) is replaced as stale at the next bind.
 void Listener::Close() {
   fd_.reset();
-  if (!owned_path_.empty()) ::unlink(owned_path_.c_str());
+  if (!owned_path_.empty()) (void)::unlink(owned_path_.c_str());
   owned_path_.clear();
 }
 
@@ -102,13 +104,13 @@ Result<Listener> BindListener(const ListenAddress& address, int backlog, mode_t 
     owned_path = address.path;
     if (chmod(address.path.c_str(), socket_mode) != 0) {
       int e = errno;
-      unlink(address.path.c_str());
+      (void)unlink(address.path.c_str());  // best effort, as in Close
       return ErrorBuilder(e) << "chmod " << address.path;
     }
   }
   if (listen(fd.get(), backlog) != 0) {
     int e = errno;
-    if (!owned_path.empty()) unlink(owned_path.c_str());
+    if (!owned_path.empty()) (void)unlink(owned_path.c_str());  // best effort, as in Close
     return ErrorBuilder(e) << "listen on " << name;
   }
   return Listener(name, std::move(fd), owned_path);

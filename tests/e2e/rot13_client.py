@@ -2,10 +2,11 @@
 """Loopback client for the end-to-end test: one exchange, or a bounded loop of them.
 
   rot13_client.py once PORT TEXT              prints the reply; exit 0 if it is rot13(TEXT)
-  rot13_client.py loop PORT COUNT INTERVAL [--stop-file F] [--max-seconds S]
+  rot13_client.py loop PORT COUNT INTERVAL [--stop-file F] [--max-seconds S] [--progress-file P]
       opens up to COUNT connections one after another, INTERVAL seconds apart,
       each sending a line and checking the reply; stops early once F exists or
-      after S seconds; prints "attempts=N ok=N refused=N failed=N" and exits 0
+      after S seconds; writes the number of attempts so far to P after each
+      one; prints "attempts=N ok=N refused=N failed=N" and exits 0
       only when every attempt got the right answer.
   rot13_client.py port-free PORT              exit 0 if nothing listens on PORT
 
@@ -55,7 +56,15 @@ def cmd_once(port: int, text: str) -> int:
     return 0 if reply == rot13(text.encode()) else 1
 
 
-def cmd_loop(port: int, count: int, interval: float, stop_file: str, max_seconds: float) -> int:
+def write_progress(path: str, attempts: int) -> None:
+    # Replaced whole (rename), so a reader never sees a half-written number.
+    with open(path + ".tmp", "w") as f:
+        f.write(f"{attempts}\n")
+    os.replace(path + ".tmp", path)
+
+
+def cmd_loop(port: int, count: int, interval: float, stop_file: str, max_seconds: float,
+             progress_file: str = "") -> int:
     ok = refused = failed = attempts = 0
     first_error = ""
     start = time.monotonic()
@@ -82,6 +91,8 @@ def cmd_loop(port: int, count: int, interval: float, stop_file: str, max_seconds
             else:
                 failed += 1
             first_error = first_error or f"attempt {i}: {e}"
+        if progress_file:
+            write_progress(progress_file, attempts)
         time.sleep(interval)
     print(f"attempts={attempts} ok={ok} refused={refused} failed={failed}"
           + (f" first_error={first_error!r}" if first_error else ""), flush=True)
@@ -113,17 +124,19 @@ def main(argv: list) -> int:
     if len(argv) >= 3 and argv[0] == "once":
         return cmd_once(int(argv[1]), argv[2])
     if len(argv) >= 4 and argv[0] == "loop":
-        stop_file, max_seconds = "", 60.0
+        stop_file, max_seconds, progress_file = "", 60.0, ""
         rest = argv[4:]
         while rest:
             if rest[0] == "--stop-file" and len(rest) > 1:
                 stop_file = rest[1]
             elif rest[0] == "--max-seconds" and len(rest) > 1:
                 max_seconds = float(rest[1])
+            elif rest[0] == "--progress-file" and len(rest) > 1:
+                progress_file = rest[1]
             else:
                 break
             rest = rest[2:]
-        return cmd_loop(int(argv[1]), int(argv[2]), float(argv[3]), stop_file, max_seconds)
+        return cmd_loop(int(argv[1]), int(argv[2]), float(argv[3]), stop_file, max_seconds, progress_file)
     if len(argv) == 2 and argv[0] == "port-free":
         return cmd_port_free(int(argv[1]))
     print(__doc__, file=sys.stderr)

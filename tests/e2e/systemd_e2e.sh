@@ -216,6 +216,8 @@ wait_for() {
   for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.2; done
   return 1
 }
+# progressed FILE N: the client loop writing FILE has made N attempts.
+progressed() { [ "$(cat "$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
 # holds SECONDS CMD...: true when CMD succeeds at every check, every 0.2 s, for
 # SECONDS (a state that must last, such as no restart after a failed start).
 holds() {
@@ -340,11 +342,14 @@ step5() {
   new=$(( before + 1 ))
   ct sed -i "s/^workers = .*/workers = $new/" "$config"
   stop=$run/stop-loop-4
-  python3 "$client" loop $port 2000 0.01 --stop-file "$stop" --max-seconds 60 > "$run/loop4.out" 2>&1 &
+  python3 "$client" loop $port 2000 0.01 --stop-file "$stop" --max-seconds 60 \
+    --progress-file "$run/progress4" > "$run/loop4.out" 2>&1 &
   loop_pid=$!; bg_pids+=("$loop_pid")
-  sleep 0.5
+  # The loop is connecting before the reload, and goes on for a while after it.
+  wait_for 20 progressed "$run/progress4" 20
   out=$(ct systemctl reload rot13d 2>&1); rc=$?
-  sleep 0.5
+  local after; after=$(cat "$run/progress4" 2>/dev/null || echo 0)
+  wait_for 20 progressed "$run/progress4" $((after + 20))
   touch "$stop"; wait "$loop_pid"; loop_out=$(cat "$run/loop4.out")
   mp2=$(main_pid)
   wait_for 20 test "$(count_children "$mp2")" -eq "$new"
@@ -461,9 +466,10 @@ step9() {
   needs 2 || { fail 9 "not run: needs step 2"; return; }
   local mp mp2 loop_pid out rc loop_out state
   mp=$(main_pid)
-  python3 "$client" loop $port 200 0.02 --stop-file "$run/stop-loop-7" --max-seconds 120 > "$run/loop7.out" 2>&1 &
+  python3 "$client" loop $port 200 0.02 --stop-file "$run/stop-loop-7" --max-seconds 120 \
+    --progress-file "$run/progress7" > "$run/loop7.out" 2>&1 &
   loop_pid=$!; bg_pids+=("$loop_pid")
-  sleep 0.3
+  wait_for 20 progressed "$run/progress7" 10  # connecting before the restart
   out=$(ct systemctl restart rot13d 2>&1); rc=$?
   wait "$loop_pid"; loop_out=$(cat "$run/loop7.out")
   mp2=$(main_pid)
