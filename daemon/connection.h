@@ -90,7 +90,7 @@ Step ConnectionEngine::OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* 
   *bytes_done += sent;
   if (sent < got) {
     size_t rest = got - sent;
-    pending_.reset(new uint8_t[rest]);
+    pending_ = std::make_unique_for_overwrite<uint8_t[]>(rest);
     std::memcpy(pending_.get(), scratch.data() + sent, rest);
     pending_begin_ = 0;
     pending_end_ = rest;
