@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <map>
 #include <tuple>
+#include <vector>
 
 #include "common/config_keys.h"
 #include "common/log.h"
@@ -31,6 +32,65 @@ std::string ConfigError::ToString() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
 }
 
+namespace {
+
+// Edits (insert, delete, replace, swap of neighbours) that turn a into b.
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// "; did you mean 'workers'?" when a known key is close to the unknown one.
+std::string DidYouMean(std::string_view unknown) {
+  std::string_view best;
+  size_t best_distance = std::max<size_t>(2, unknown.size() / 4) + 1;
+  for (const ConfigKey& k : ConfigKeys()) {
+    size_t d = EditDistance(unknown, k.name);
+    if (d < best_distance) {
+      best = k.name;
+      best_distance = d;
+    }
+  }
+  return best.empty() ? "" : "; did you mean '" + std::string(best) + "'?";
+}
+
+std::string SyntaxHint(std::string_view text, int line) {
+  size_t start = 0;
+  for (int l = 1; l < line && start != std::string_view::npos; ++l) {
+    start = text.find('\n', start);
+    if (start != std::string_view::npos) ++start;
+  }
+  if (start == std::string_view::npos) return "";
+  std::string_view row = text.substr(start, text.find('\n', start) - start);
+  size_t eq = row.find('=');
+  if (eq == std::string_view::npos) return "each setting is a line `key = value`";
+  std::string_view value = row.substr(eq + 1);
+  bool bare_address = value.find(':') != std::string_view::npos && value.find('"') == std::string_view::npos &&
+                      value.find('\'') == std::string_view::npos;
+  if (bare_address) return "text such as an address must be in quotes, as in listen = [\"127.0.0.1:1067\"]";
+  return "";
+}
+
+// toml++ says what its grammar expected; say what the user most likely
+// meant. The common slip: an address or a duration written without quotes
+// (`listen = [127.0.0.1:1067]` reads as the start of a date or a time).
+std::string SyntaxError(std::string_view text, int line, std::string_view parser_says) {
+  std::string hint = SyntaxHint(text, line);
+  if (hint.empty()) return "syntax error: " + std::string(parser_says);
+  return "syntax error: " + hint + " (the TOML parser says: " + std::string(parser_says) + ")";
+}
+
+
+}  // namespace
+
 ConfigLoad ParseConfig(std::string_view text, std::string_view file_name) {
   ConfigLoad out;
   toml::table table;
@@ -39,7 +99,7 @@ ConfigLoad ParseConfig(std::string_view text, std::string_view file_name) {
   } catch (const toml::parse_error& e) {
     out.errors.push_back({std::string(file_name), static_cast<int>(e.source().begin.line),
                           static_cast<int>(e.source().begin.column),
-                          "syntax error: " + std::string(e.description())});
+                          SyntaxError(text, static_cast<int>(e.source().begin.line), e.description())});
     return out;
   }
 
@@ -48,7 +108,7 @@ ConfigLoad ParseConfig(std::string_view text, std::string_view file_name) {
   for (auto&& [name, value] : table) {
     const ConfigKey* key = FindConfigKey(name.str());
     if (!key) {
-      errors.Fail(name.source(), "unknown key '" + std::string(name.str()) + "'");
+      errors.Fail(name.source(), "unknown key '" + std::string(name.str()) + "'" + DidYouMean(name.str()));
       continue;
     }
     ApplyConfigKey(*key, value, c, errors);
@@ -145,6 +205,12 @@ ConfigLoad LoadStartConfig(const std::string& path, bool given) {
     return load;
   }
   return LoadConfigFile(path);
+}
+
+void OverrideListen(ConfigLoad& load, const std::vector<ListenAddress>& listen) {
+  if (!load.config || listen.empty()) return;
+  load.config->listen = listen;
+  load.config->listen_set = true;
 }
 
 std::string FormatConfig(const Config& c) {

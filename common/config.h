@@ -88,6 +88,9 @@ ConfigLoad LoadConfigFile(const std::string& path, const LoadOptions& options = 
 // configuration for the defaults because the file was moved aside for editing.
 ConfigLoad LoadStartConfig(const std::string& path, bool given);
 
+// The command line's --listen addresses replace the file's `listen` (a no-op when empty).
+void OverrideListen(ConfigLoad& load, const std::vector<ListenAddress>& listen);
+
 // Logs each error at error priority with CONFIG_FILE, CONFIG_LINE and CONFIG_COLUMN fields.
 void LogConfigErrors(const std::vector<ConfigError>& errors);
 

@@ -51,6 +51,24 @@ constexpr ConfigKey kKeys[] = {
 
 // ---- Reading values: the checks the kinds share --------------------------------
 
+}  // namespace
+
+std::optional<double> ParseDuration(std::string_view text) {
+  size_t unit = text.find_first_not_of("0123456789.");
+  if (unit == 0 || unit == std::string_view::npos) return std::nullopt;
+  std::string_view number = text.substr(0, unit), suffix = text.substr(unit);
+  if (std::count(number.begin(), number.end(), '.') > 1 || number.back() == '.') return std::nullopt;
+  double scale = 0;
+  if (suffix == "ms") scale = 0.001;
+  else if (suffix == "s") scale = 1;
+  else if (suffix == "m") scale = 60;
+  else if (suffix == "h") scale = 3600;
+  else return std::nullopt;
+  return std::strtod(std::string(number).c_str(), nullptr) * scale;
+}
+
+namespace {
+
 std::string Quote(std::string_view key) { return "'" + std::string(key) + "'"; }
 
 std::string TypeName(const toml::node& v) {
@@ -107,8 +125,16 @@ void Apply(const SecondsKind& k, std::string_view key, const toml::node& v, Conf
     s = static_cast<double>(*v.value<int64_t>());
   } else if (v.is_floating_point()) {
     s = *v.value<double>();
+  } else if (v.is_string()) {
+    std::optional<double> d = ParseDuration(*v.value<std::string>());
+    if (!d) {
+      errors.Fail(v.source(), Quote(key) + ": expected seconds or a duration such as \"250ms\", \"30s\" or \"5m\", got \"" +
+                                  *v.value<std::string>() + "\"");
+      return;
+    }
+    s = *d;
   } else {
-    errors.Fail(v.source(), Quote(key) + ": expected a number of seconds, got " + TypeName(v));
+    errors.Fail(v.source(), Quote(key) + ": expected a number of seconds or a duration, got " + TypeName(v));
     return;
   }
   if (!std::isfinite(s) || s < 0 || s > static_cast<double>(k.max_seconds)) {

@@ -98,7 +98,13 @@ Result<Listener> BindListener(const ListenAddress& address, int backlog, mode_t 
   }
   sockaddr_storage ss;
   socklen_t len = ToSockaddr(address, &ss);
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return ErrnoErr() << "bind " << name;
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    Error e = ErrnoErr() << "bind " << name;
+    if (e.errno_value() == EACCES && family != AF_UNIX && address.port < 1024) {
+      return Err() << e.ToString() << " (a port below 1024 needs root or CAP_NET_BIND_SERVICE)";
+    }
+    return e;
+  }
   std::string owned_path;
   if (family == AF_UNIX) {
     owned_path = address.path;

@@ -19,7 +19,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: rot13d [--config PATH] [--check-config [--quiet]]\n"
+    "Usage: rot13d [--config PATH] [--listen ADDR]... [--check-config [--quiet]]\n"
     "       rot13d [--config PATH] --reload PID\n"
     "       rot13d --version | --help\n"
     "\n"
@@ -28,6 +28,8 @@ constexpr const char* kUsage =
     "\n"
     "  -c, --config PATH    configuration file (default /etc/rot13d/rot13d.toml;\n"
     "                       when that file does not exist, embedded defaults)\n"
+    "  -l, --listen ADDR    listen on ADDR instead of the file's `listen`\n"
+    "                       (repeatable): HOST:PORT, [IPv6]:PORT, unix:PATH\n"
     "  -t, --check-config   validate the configuration, print the effective\n"
     "                       settings, exit 0 if valid and 3 if not\n"
     "  -q, --quiet          with --check-config: print only errors\n"
@@ -67,9 +69,10 @@ void ReportError(const std::string& message) {
 
 // --check-config: the effective configuration on stdout unless quiet (as
 // nginx -t -q), the verdict on stderr, every error as file:line:column.
-int CheckConfig(const std::string& path, bool given, bool quiet) {
+int CheckConfig(const std::string& path, bool given, const std::vector<rot13d::ListenAddress>& listen, bool quiet) {
   using namespace rot13d;
   ConfigLoad load = LoadStartConfig(path, given);
+  OverrideListen(load, listen);
   if (!load.config) {
     ReportConfigErrors(load.errors);
     ReportError(load.unreadable ? path + " cannot be read"
@@ -95,6 +98,20 @@ struct Command {
   std::string reload_pid;
   std::string error;  // for kUsageError
 };
+
+// --listen ADDRESS, as `listen` would take it (port 0 is refused there too).
+void AddListen(Command& c, const char* text) {
+  auto address = rot13d::ParseListenAddress(text);
+  if (address && address->kind != rot13d::ListenAddress::Kind::kUnix && address->port == 0) {
+    address = rot13d::Error("port 0 would bind a random port");
+  }
+  if (!address) {
+    c.kind = Command::Kind::kUsageError;
+    c.error = "--listen " + std::string(text) + ": " + address.error().message();
+    return;
+  }
+  c.options.listen.push_back(*address);
+}
 
 Command ParseArgs(int argc, char** argv) {
   Command c;
@@ -124,6 +141,8 @@ Command ParseArgs(int argc, char** argv) {
         c.kind = Command::Kind::kReload;
         c.reload_pid = v;
       }
+    } else if (arg == "-l" || arg == "--listen") {
+      if (const char* v = value(i, "an address")) AddListen(c, v);
     } else if (arg == "-c" || arg == "--config" || arg.starts_with("--config=")) {
       const char* v = arg.starts_with("--config=") ? argv[i] + 9 : value(i, "a path");
       if (v) {
@@ -147,10 +166,12 @@ int main(int argc, char** argv) {
     case Command::Kind::kHelp: std::fputs(kUsage, stdout); return kExitOk;
     case Command::Kind::kVersion: std::printf("rot13d %s\n", ROT13D_VERSION); return kExitOk;
     case Command::Kind::kUsageError: std::fprintf(stderr, "rot13d: %s\n%s", c.error.c_str(), kUsage); return kExitUsage;
-    case Command::Kind::kCheck: return CheckConfig(c.options.config_path, c.options.config_path_given, c.quiet);
+    case Command::Kind::kCheck:
+      return CheckConfig(c.options.config_path, c.options.config_path_given, c.options.listen, c.quiet);
     case Command::Kind::kReload: return RequestReload(c.reload_pid, c.options.config_path);
     case Command::Kind::kRun: break;
   }
   ConfigureLogging(LogLevel::kInfo, LogTarget::kAuto);
+  c.options.version = ROT13D_VERSION;
   return supervisor::Run(c.options);
 }

@@ -134,6 +134,7 @@ Status Supervisor::SetUp() {
 std::optional<Config> Supervisor::ReadConfig(bool at_start) {
   ConfigLoad load = at_start ? LoadStartConfig(options_.config_path, options_.config_path_given)
                              : LoadConfigFile(options_.config_path);
+  OverrideListen(load, options_.listen);
   config_unreadable_ = load.unreadable;
   if (load.defaults) {
     Log(LogLevel::kNotice, "no configuration file at " + options_.config_path +
@@ -435,6 +436,9 @@ TimePoint Supervisor::NextWake() const {
 // Everything before the loop: the file, the sockets, who we run as, and the
 // first generation. A failure here is the process's exit code.
 std::optional<int> Supervisor::Start() {
+  Log(LogLevel::kInfo, "rot13d " + options_.version + " starting (pid " + Num(static_cast<uint64_t>(self_)) +
+                           ") with " + options_.config_path,
+      {{"CONFIG_FILE", options_.config_path}, {"VERSION", options_.version}});
   if (Status s = SetUp(); !s) {
     Log(LogLevel::kError, "start-up failed: " + s.error().ToString());
     return kExitFailure;

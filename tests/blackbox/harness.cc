@@ -356,6 +356,7 @@ Daemon::Daemon(const TempDir& dir, const std::string& config_path, Options optio
   env.insert(env.end(), options.extra_env.begin(), options.extra_env.end());
   std::string binary = options.binary.empty() ? DaemonPath() : options.binary;
   argv.insert(argv.end(), {binary, "--config", config_path});
+  argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   SpawnOptions spawn;
   spawn.pass_fds = options.listen_fds;
   spawn.single_cpu = options.single_cpu;

@@ -110,6 +110,8 @@ struct DaemonOptions {
   bool single_cpu = false;
   // The binary to run; empty means DaemonPath().
   std::string binary;
+  // Arguments after `--config PATH`.
+  std::vector<std::string> extra_args;
 };
 
 // rot13d running in its own process group, stderr (the log) and stdout to files in dir.

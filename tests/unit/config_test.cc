@@ -263,8 +263,11 @@ TEST(ParseConfig, WrongTypeIsReportedAtTheValue) {
   EXPECT_EQ(Errors("\n  workers = 1.5\n"), Strings{"2:13: 'workers': expected an integer, got floating-point"});
   EXPECT_EQ(Errors("workers = true"), Strings{"1:11: 'workers': expected an integer, got boolean"});
   EXPECT_EQ(Errors("backlog = \"4096\""), Strings{"1:11: 'backlog': expected an integer, got string"});
-  EXPECT_EQ(Errors("idle_timeout = \"5s\""),
-            Strings{"1:16: 'idle_timeout': expected a number of seconds, got string"});
+  EXPECT_EQ(Errors("idle_timeout = true"),
+            Strings{"1:16: 'idle_timeout': expected a number of seconds or a duration, got boolean"});
+  EXPECT_EQ(Errors("idle_timeout = \"5 s\""),
+            Strings{"1:16: 'idle_timeout': expected seconds or a duration such as \"250ms\", \"30s\" or \"5m\", got "
+                    "\"5 s\""});
   EXPECT_EQ(Errors("log_level = 3"), Strings{"1:13: 'log_level': expected a string, got integer"});
   EXPECT_EQ(Errors("socket_mode = 660"), Strings{"1:15: 'socket_mode': expected a string, got integer"});
   EXPECT_EQ(Errors("listen = \"0.0.0.0:1\""),
@@ -571,6 +574,38 @@ TEST(FormatConfig, RoundTripsMillisecondTimeouts) {
     SCOPED_TRACE(ms);
     ExpectRoundTrip(c);
   }
+}
+
+// Durations as operators write them elsewhere (systemd, nginx): with a unit.
+TEST(ParseConfig, DurationsTakeUnits) {
+  ConfigLoad load = ParseConfig("idle_timeout = \"250ms\"\nshutdown_timeout = \"5m\"\nheartbeat_timeout = \"1.5s\"\n"
+                                "crash_loop_window = \"1h\"\n",
+                                "x.toml");
+  ASSERT_TRUE(load.config) << load.errors.front().ToString();
+  EXPECT_EQ(load.config->idle_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(load.config->shutdown_timeout, std::chrono::minutes(5));
+  EXPECT_EQ(load.config->heartbeat_timeout, std::chrono::milliseconds(1500));
+  EXPECT_EQ(load.config->crash_loop_window, std::chrono::hours(1));
+  EXPECT_EQ(Errors("shutdown_timeout = \"2h\""), Strings{"1:20: 'shutdown_timeout': 7200 seconds is out of range (0..3600)"});
+  for (const char* bad : {"\"\"", "\"s\"", "\"5\"", "\"5sec\"", "\"1.2.3s\"", "\"5.s\"", "\"-5s\""}) {
+    EXPECT_EQ(Errors(std::string("idle_timeout = ") + bad).size(), 1u) << bad;
+  }
+}
+
+TEST(ParseConfig, UnknownKeyCloseToAKnownOneGetsASuggestion) {
+  EXPECT_EQ(Errors("wrokers = 2"), Strings{"1:1: unknown key 'wrokers'; did you mean 'workers'?"});
+  EXPECT_EQ(Errors("bufer_size = 4096"), Strings{"1:1: unknown key 'bufer_size'; did you mean 'buffer_size'?"});
+  EXPECT_EQ(Errors("log-level = \"info\""), Strings{"1:1: unknown key 'log-level'; did you mean 'log_level'?"});
+  EXPECT_EQ(Errors("colour = \"blue\""), Strings{"1:1: unknown key 'colour'"}) << "nothing close: no guess";
+}
+
+TEST(ParseConfig, SyntaxErrorsSayWhatWasMeant) {
+  std::vector<std::string> e = Errors("listen = [127.0.0.1:23071]");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_NE(e[0].find("syntax error: text such as an address must be in quotes"), std::string::npos) << e[0];
+  e = Errors("workers 3");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_NE(e[0].find("syntax error: each setting is a line `key = value`"), std::string::npos) << e[0];
 }
 
 }  // namespace
