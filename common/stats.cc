@@ -7,6 +7,54 @@
 
 namespace rot13d {
 
+const char* CloseReasonName(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::kClientEof: return "client_eof";
+    case CloseReason::kIdleTimeout: return "idle_timeout";
+    case CloseReason::kReset: return "reset";
+    case CloseReason::kShutdown: return "shutdown";
+    case CloseReason::kError: return "error";
+  }
+  return "error";
+}
+
+size_t DurationBucket(uint64_t micros) {
+  size_t i = 0;
+  while (i < std::size(kDurationBounds) && static_cast<double>(micros) > kDurationBounds[i] * 1e6) ++i;
+  return i;
+}
+
+void WorkerStats::Reset() {
+  open_connections.store(0);
+  heartbeat_ns.store(0);
+  accepting.store(0);
+  listener_key.store(0);
+  for (auto* c : {&connections_total, &bytes_received, &bytes_sent, &accept_errors, &duration_sum_us}) c->store(0);
+  for (auto& c : closed) c.store(0);
+  for (auto& c : duration_buckets) c.store(0);
+}
+
+void CounterTotals::Add(const WorkerStats& s) {
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  connections_total += get(s.connections_total);
+  bytes_received += get(s.bytes_received);
+  bytes_sent += get(s.bytes_sent);
+  accept_errors += get(s.accept_errors);
+  for (size_t i = 0; i < kCloseReasons; ++i) closed[i] += get(s.closed[i]);
+  for (size_t i = 0; i < kDurationBuckets; ++i) duration_buckets[i] += get(s.duration_buckets[i]);
+  duration_sum_us += get(s.duration_sum_us);
+}
+
+void CounterTotals::Add(const CounterTotals& t) {
+  connections_total += t.connections_total;
+  bytes_received += t.bytes_received;
+  bytes_sent += t.bytes_sent;
+  accept_errors += t.accept_errors;
+  for (size_t i = 0; i < kCloseReasons; ++i) closed[i] += t.closed[i];
+  for (size_t i = 0; i < kDurationBuckets; ++i) duration_buckets[i] += t.duration_buckets[i];
+  duration_sum_us += t.duration_sum_us;
+}
+
 Result<StatsTable> StatsTable::Create(size_t slots) {
   size_t bytes = slots * sizeof(WorkerStats);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

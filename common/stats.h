@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 
 #include "common/result.h"
 
@@ -13,23 +14,66 @@ namespace rot13d {
 
 enum class WorkerPhase : uint32_t { kFree = 0, kBooting = 1, kAccepting = 2, kDraining = 3 };
 
-// One cache line per worker so workers never contend. Each worker is the only
-// writer of its slot; the supervisor only reads (and resets a slot it hands out).
+// How a connection ended, for the metrics and the connection log.
+enum class CloseReason : uint8_t {
+  kClientEof,    // the client half-closed and got everything it was owed
+  kIdleTimeout,  // no traffic for idle_timeout
+  kReset,        // the client reset it (or vanished: EPIPE)
+  kShutdown,     // still open when its worker was stopped or killed at shutdown_timeout
+  kError,        // anything else
+};
+inline constexpr size_t kCloseReasons = 5;
+// "client_eof", "idle_timeout", "reset", "shutdown", "error": metric labels and log fields.
+const char* CloseReasonName(CloseReason reason);
+
+// Upper bounds (seconds) of the connection-duration histogram's buckets; a
+// last one, +Inf, follows.
+inline constexpr double kDurationBounds[] = {0.001, 0.01, 0.1, 1, 10, 60, 600, 3600};
+inline constexpr size_t kDurationBuckets = std::size(kDurationBounds) + 1;
+// The bucket of a duration in microseconds.
+size_t DurationBucket(uint64_t micros);
+
+// A worker's counters in shared memory. Each worker is the only writer of its
+// slot; the supervisor only reads (and resets a slot it hands out). The first
+// cache line is what siblings read for accept balance; the counters are apart
+// so that reading them never contends with it.
 struct alignas(64) WorkerStats {
   std::atomic<uint32_t> phase{0};
   std::atomic<uint32_t> open_connections{0};
-  std::atomic<uint64_t> connections_total{0};
-  std::atomic<uint64_t> bytes_total{0};
   std::atomic<int64_t> heartbeat_ns{0};  // CLOCK_MONOTONIC of the last loop turn
-  // Read by sibling workers to balance accepts (see daemon/worker.h).
+  // Read by sibling workers to balance accepts (see daemon/accept_balance.h).
   std::atomic<uint32_t> accepting{0};     // 1 while the worker watches its listeners
   std::atomic<uint64_t> listener_key{0};  // which listening sockets it serves; 0 = none yet
 
+  alignas(64) std::atomic<uint64_t> connections_total{0};  // accepted
+  std::atomic<uint64_t> bytes_received{0};
+  std::atomic<uint64_t> bytes_sent{0};
+  std::atomic<uint64_t> accept_errors{0};
+  std::atomic<uint64_t> closed[kCloseReasons]{};
+  std::atomic<uint64_t> duration_buckets[kDurationBuckets]{};
+  std::atomic<uint64_t> duration_sum_us{0};
+
   void SetPhase(WorkerPhase p) { phase.store(static_cast<uint32_t>(p), std::memory_order_release); }
   WorkerPhase Phase() const { return static_cast<WorkerPhase>(phase.load(std::memory_order_acquire)); }
+  // Zeroes every counter, for a slot handed to a new worker.
+  void Reset();
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
-static_assert(sizeof(WorkerStats) == 64, "one cache line per worker");
+
+// Counters added up over workers, those gone included: what the metrics
+// report, monotonic across worker restarts and reloads.
+struct CounterTotals {
+  uint64_t connections_total = 0;
+  uint64_t bytes_received = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t accept_errors = 0;
+  uint64_t closed[kCloseReasons] = {};
+  uint64_t duration_buckets[kDurationBuckets] = {};
+  uint64_t duration_sum_us = 0;
+
+  void Add(const WorkerStats& s);
+  void Add(const CounterTotals& t);
+};
 
 // Single-writer increment: a plain load and store, no locked instruction.
 template <typename T>

@@ -10,6 +10,7 @@
 #include <span>
 
 #include "common/rot13.h"
+#include "common/stats.h"
 
 namespace rot13d::daemon {
 
@@ -35,8 +36,9 @@ enum class Step { kKeep, kClose };
 class ConnectionEngine {
  public:
   // Handles readability. scratch.size() is the per-read limit (buffer_size).
+  // Adds what it sent to *bytes_done and, if given, what it read to *bytes_read.
   template <typename Io>
-  Step OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* bytes_done);
+  Step OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* bytes_done, uint64_t* bytes_read = nullptr);
   // Handles writability: flushes pending bytes.
   template <typename Io>
   Step OnWritable(Io& io, uint64_t* bytes_done);
@@ -46,21 +48,33 @@ class ConnectionEngine {
   bool peer_closed() const { return peer_closed_; }
   // True when the pending buffer is allocated (for memory accounting in tests).
   bool holds_buffer() const { return pending_ != nullptr; }
+  // Why the last kClose was returned.
+  CloseReason close_reason() const { return reason_; }
 
  private:
   template <typename Io>
   Step Flush(Io& io, uint64_t* bytes_done);
   // After any event: closes once the peer is done and we owe nothing.
-  Step Settle() const { return peer_closed_ && pending_size() == 0 ? Step::kClose : Step::kKeep; }
+  Step Settle() {
+    if (!peer_closed_ || pending_size() != 0) return Step::kKeep;
+    reason_ = CloseReason::kClientEof;
+    return Step::kClose;
+  }
+  // A failed recv or send: the client reset it (or is gone), or something else.
+  Step Failed(int error) {
+    reason_ = error == ECONNRESET || error == EPIPE ? CloseReason::kReset : CloseReason::kError;
+    return Step::kClose;
+  }
 
   std::unique_ptr<uint8_t[]> pending_;
   size_t pending_begin_ = 0;
   size_t pending_end_ = 0;
   bool peer_closed_ = false;
+  CloseReason reason_ = CloseReason::kError;
 };
 
 template <typename Io>
-Step ConnectionEngine::OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* bytes_done) {
+Step ConnectionEngine::OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* bytes_done, uint64_t* bytes_read) {
   if (!interest().read) return Settle();
   ssize_t n = io.Recv(scratch.data(), scratch.size());
   if (n == 0) {
@@ -69,9 +83,10 @@ Step ConnectionEngine::OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* 
   }
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Step::kKeep;
-    return Step::kClose;  // ECONNRESET and friends: nothing more can be delivered
+    return Failed(errno);  // ECONNRESET and friends: nothing more can be delivered
   }
   size_t got = static_cast<size_t>(n);
+  if (bytes_read) *bytes_read += got;
   Rot13InPlace(scratch.data(), got);
   size_t sent = 0;
   while (sent < got) {
@@ -83,7 +98,7 @@ Step ConnectionEngine::OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* 
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       *bytes_done += sent;
-      return Step::kClose;
+      return Failed(errno);
     }
     break;  // socket buffer full: keep the rest
   }
@@ -114,7 +129,7 @@ Step ConnectionEngine::Flush(Io& io, uint64_t* bytes_done) {
       continue;
     }
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return Step::kClose;
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return Failed(errno);
     return Step::kKeep;
   }
   pending_.reset();  // an idle connection holds no buffer

@@ -74,6 +74,7 @@ struct Connection {
   ConnectionEngine engine;
   Interest registered;
   Clock::time_point last_active;
+  Clock::time_point accepted;  // for the connection-duration histogram
   // Intrusive list in order of last activity, oldest first, for the idle sweep.
   Connection* prev = nullptr;
   Connection* next = nullptr;
@@ -103,7 +104,7 @@ class Worker {
   void ReportExhaustion(int error);
   void AddConnection(UniqueFd fd, bool tcp);
   void OnConnectionEvent(Connection* c, uint32_t events);
-  void CloseConnection(Connection* c);
+  void CloseConnection(Connection* c, CloseReason reason);
   void Touch(Connection* c);
   void Unlink(Connection* c);
   bool UpdateInterest(Connection* c);
@@ -280,6 +281,7 @@ void Worker::Accept(size_t index, bool balanced) {
       AddConnection(UniqueFd(fd), listener_is_tcp_[index]);
       continue;
     }
+    if (errno != EAGAIN && errno != EINTR) Bump(p_.stats->accept_errors, uint64_t{1});
     switch (errno) {
       case EAGAIN:
         return;
@@ -355,7 +357,7 @@ void Worker::AddConnection(UniqueFd fd, bool tcp) {
   ++open_;
   p_.stats->open_connections.store(static_cast<uint32_t>(open_), std::memory_order_relaxed);
   Bump(p_.stats->connections_total, uint64_t{1});
-  conn->last_active = now_;
+  conn->last_active = conn->accepted = now_;
   conn->prev = newest_;
   if (newest_) newest_->next = conn; else oldest_ = conn;
   newest_ = conn;
@@ -376,7 +378,11 @@ void Worker::Touch(Connection* c) {
   newest_ = c;
 }
 
-void Worker::CloseConnection(Connection* c) {
+void Worker::CloseConnection(Connection* c, CloseReason reason) {
+  Bump(p_.stats->closed[static_cast<size_t>(reason)], uint64_t{1});
+  auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now_ - c->accepted).count());
+  Bump(p_.stats->duration_buckets[DurationBucket(micros)], uint64_t{1});
+  Bump(p_.stats->duration_sum_us, micros);
   Unlink(c);
   int fd = c->fd.get();
   by_fd_[static_cast<size_t>(fd)].reset();  // closing removes it from epoll
@@ -398,20 +404,27 @@ bool Worker::UpdateInterest(Connection* c) {
 
 void Worker::OnConnectionEvent(Connection* c, uint32_t events) {
   SocketIo io{c->fd.get()};
-  uint64_t bytes = 0;
+  uint64_t sent = 0, received = 0;
   Step step = Step::kKeep;
-  if (events & EPOLLOUT) step = c->engine.OnWritable(io, &bytes);
+  CloseReason reason = CloseReason::kError;
+  if (events & EPOLLOUT) step = c->engine.OnWritable(io, &sent);
   // EPOLLHUP/EPOLLERR/EPOLLRDHUP surface through recv's result (EOF or error).
   if (step == Step::kKeep && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
     if (c->engine.interest().read) {
-      step = c->engine.OnReadable(io, {scratch_.get(), p_.buffer_size}, &bytes);
+      step = c->engine.OnReadable(io, {scratch_.get(), p_.buffer_size}, &sent, &received);
     } else if (events & (EPOLLHUP | EPOLLERR)) {
       step = Step::kClose;  // cannot deliver what is pending to a dead socket
+      reason = CloseReason::kReset;
     }
   }
-  if (bytes > 0) Bump(p_.stats->bytes_total, bytes);
+  if (sent > 0) Bump(p_.stats->bytes_sent, sent);
+  if (received > 0) Bump(p_.stats->bytes_received, received);
   Touch(c);  // any readiness is traffic, even a read whose bytes all wait to be sent
-  if (step == Step::kClose || !UpdateInterest(c)) CloseConnection(c);
+  if (step == Step::kClose) {
+    CloseConnection(c, reason == CloseReason::kReset ? reason : c->engine.close_reason());
+  } else if (!UpdateInterest(c)) {
+    CloseConnection(c, CloseReason::kError);
+  }
 }
 
 void Worker::StartDrain() {
@@ -445,7 +458,7 @@ void Worker::OnSignal() {
 
 void Worker::SweepIdle(Clock::time_point now) {
   if (p_.idle_timeout.count() == 0) return;
-  while (oldest_ && now - oldest_->last_active >= p_.idle_timeout) CloseConnection(oldest_);
+  while (oldest_ && now - oldest_->last_active >= p_.idle_timeout) CloseConnection(oldest_, CloseReason::kIdleTimeout);
 }
 
 int Worker::NextTimeoutMs(Clock::time_point now) const {

@@ -66,7 +66,7 @@ ExitDecision DecideOnExit(const WorkerRecord& worker, const ExitStatus& status, 
 }
 
 DeathNote DescribeDeath(const WorkerRecord& w, pid_t pid, const ExitStatus& exit, const ExitDecision& d,
-                        bool respawn_wanted) {
+                        bool respawn_wanted, uint32_t open) {
   DeathNote note;
   const bool expected = w.state == WorkerState::kDraining || !respawn_wanted;
   // A worker that left cleanly without being asked (someone sent it SIGTERM)
@@ -85,6 +85,11 @@ DeathNote DescribeDeath(const WorkerRecord& w, pid_t pid, const ExitStatus& exit
                                           ", generation " + std::to_string(w.generation) + ")";
   note.text = who + " " + how;
   if (exit.signal == SIGKILL && !w.kill_sent && !w.hung) note.text += "; SIGKILL from outside often means the OOM killer";
+  if (open > 0) {
+    note.text += w.kill_sent && w.state == WorkerState::kDraining
+                     ? "; " + Count(open, "open connection") + " cut at shutdown_timeout"
+                     : "; " + Count(open, "open connection") + " lost with it";
+  }
   if (d.kind == ExitDecision::Kind::kRespawn) {
     note.text += d.delay.count() == 0 ? "; restarting now"
                                       : "; restarting in " + std::to_string(d.delay.count()) + " ms";

@@ -141,8 +141,9 @@ struct DeathNote {
   bool repeatable = false;    // unasked: a crash loop repeats it, so the repeat filter may collapse it
   std::vector<LogField> fields;  // WORKER_PID, WORKER_SLOT, GENERATION, EXIT_CODE or EXIT_SIGNAL, COREDUMP
 };
+// `open`: the connections it still held, which died with it.
 DeathNote DescribeDeath(const WorkerRecord& worker, pid_t pid, const ExitStatus& status,
-                        const ExitDecision& decision, bool respawn_wanted);
+                        const ExitDecision& decision, bool respawn_wanted, uint32_t open = 0);
 
 // The journal fields naming a worker: WORKER_PID, WORKER_SLOT, GENERATION.
 std::vector<LogField> WorkerFields(pid_t pid, const WorkerRecord& worker);

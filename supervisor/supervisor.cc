@@ -61,7 +61,7 @@ class Supervisor {
 
   // Events.
   void OnSignal(const signalfd_siginfo& si);
-  void ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit);
+  void ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t open = 0);
   bool ReloadDue() const { return reload_pending_ && !gens_.has_canary() && !stopping_; }
   void StartReload();
   void FailReload(int answer, const std::string& why);
@@ -203,11 +203,11 @@ void Supervisor::RunChild(const Config& config, WorkerStats& own, const StatsTab
 
 // Wait, decide, apply: the planner decides what the death means and how it
 // is told; this applies it to the table and the log.
-void Supervisor::ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit) {
+void Supervisor::ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t open) {
   auto now = Clock::now();
   const bool wanted = RespawnWanted(View(now), w.generation);
   const ExitDecision d = DecideOnExit(w, exit, now, policy_, wanted);
-  const DeathNote note = DescribeDeath(w, pid, exit, d, wanted);
+  const DeathNote note = DescribeDeath(w, pid, exit, d, wanted, open);
   if (note.boot_failure) {
     if (auto engaged = gens_.Of(w.generation).RecordBootFailure(now)) {
       Log(LogLevel::kWarning, *engaged, {{"GENERATION", Num(w.generation)}});
@@ -374,7 +374,9 @@ void Supervisor::OnSignal(const signalfd_siginfo& si) {
   }
   switch (sig) {
     case SIGCHLD:
-      pool_.Reap([this](WorkerRecord& w, pid_t pid, const ExitStatus& exit) { ApplyExit(w, pid, exit); });
+      pool_.Reap([this](WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t open) {
+        ApplyExit(w, pid, exit, open);
+      });
       break;
     case SIGHUP:
       reload_pending_ = !stopping_;

@@ -43,10 +43,7 @@ std::optional<ExitStatus> WorkerPool::Spawn(WorkerRecord& w, const Config& confi
   w.stats_index = free_stats_.back();
   free_stats_.pop_back();
   WorkerStats& stats = stats_->at(static_cast<size_t>(w.stats_index));
-  stats.open_connections.store(0);
-  stats.connections_total.store(0);
-  stats.bytes_total.store(0);
-  stats.heartbeat_ns.store(0);
+  stats.Reset();
   stats.SetPhase(WorkerPhase::kBooting);
   pid_t pid = fork();
   if (pid == 0) {
@@ -69,22 +66,25 @@ std::optional<ExitStatus> WorkerPool::Spawn(WorkerRecord& w, const Config& confi
 void WorkerPool::ReleaseStats(WorkerRecord& w) {
   if (w.stats_index < 0) return;
   WorkerStats& s = stats_->at(static_cast<size_t>(w.stats_index));
-  retired_connections_ += s.connections_total.load();
-  retired_bytes_ += s.bytes_total.load();
+  retired_.Add(s);
+  // Connections a worker still held when it died were cut: at the shutdown
+  // deadline, by a kill, by a crash. (A worker that returns has none open.)
+  retired_.closed[static_cast<size_t>(CloseReason::kShutdown)] += s.open_connections.load();
   s.SetPhase(WorkerPhase::kFree);
   free_stats_.push_back(w.stats_index);
   w.stats_index = -1;
 }
 
-void WorkerPool::Reap(const std::function<void(WorkerRecord& w, pid_t pid, const ExitStatus& exit)>& on_exit) {
+void WorkerPool::Reap(const OnExit& on_exit) {
   RefreshPhases();  // a worker that reported accepting and then died did boot
   int status = 0;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     WorkerRecord* w = Find(pid);
     if (!w) continue;
+    uint32_t open = w->stats_index < 0 ? 0 : stats_->at(static_cast<size_t>(w->stats_index)).open_connections.load();
     ReleaseStats(*w);
-    on_exit(*w, pid, ExitStatus::FromWaitStatus(status));
+    on_exit(*w, pid, ExitStatus::FromWaitStatus(status), open);
   }
 }
 
@@ -100,6 +100,14 @@ void WorkerPool::Apply(WorkerRecord& w, const ExitDecision& d, TimePoint now) {
       break;
     case ExitDecision::Kind::kGiveUp: w.state = WorkerState::kFailed; break;
   }
+}
+
+CounterTotals WorkerPool::Totals() const {
+  CounterTotals t = retired_;
+  for (const WorkerRecord& w : workers_) {
+    if (w.stats_index >= 0) t.Add(stats_->at(static_cast<size_t>(w.stats_index)));
+  }
+  return t;
 }
 
 void WorkerPool::RefreshPhases() {
@@ -187,14 +195,11 @@ void WorkerPool::FailWaiting(uint64_t generation) {
 }
 
 StatusFigures WorkerPool::Figures(uint64_t serving_generation) const {
-  StatusFigures f{.generation = serving_generation, .connections_served = retired_connections_,
-                  .bytes = retired_bytes_};
+  CounterTotals t = Totals();
+  StatusFigures f{.generation = serving_generation, .connections_served = t.connections_total, .bytes = t.bytes_sent};
   for (const WorkerRecord& w : workers_) {
     if (w.stats_index < 0) continue;
-    const WorkerStats& s = stats_->at(static_cast<size_t>(w.stats_index));
-    f.open_connections += s.open_connections.load(std::memory_order_relaxed);
-    f.connections_served += s.connections_total.load(std::memory_order_relaxed);
-    f.bytes += s.bytes_total.load(std::memory_order_relaxed);
+    f.open_connections += stats_->at(static_cast<size_t>(w.stats_index)).open_connections.load(std::memory_order_relaxed);
     if (w.generation == serving_generation && w.pid > 0) ++f.workers;
   }
   return f;

@@ -34,9 +34,10 @@ class WorkerPool {
   using ChildEntry = std::function<void(WorkerStats& own, const StatsTable& all)>;
   std::optional<ExitStatus> Spawn(WorkerRecord& w, const Config& config, const ChildEntry& child);
 
-  // Reaps every exited worker, calling on_exit with its record (pid already
-  // cleared into `pid`, counter slot released) and how it ended.
-  void Reap(const std::function<void(WorkerRecord& w, pid_t pid, const ExitStatus& exit)>& on_exit);
+  // Reaps every exited worker, calling on_exit with its record (counter slot
+  // released), its pid, how it ended and how many connections it still held.
+  using OnExit = std::function<void(WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t open)>;
+  void Reap(const OnExit& on_exit);
   // Applies the planner's decision about a worker whose process is gone.
   void Apply(WorkerRecord& w, const ExitDecision& d, TimePoint now);
   // Reads phases and heartbeats the workers published.
@@ -61,6 +62,9 @@ class WorkerPool {
 
   // Live figures for the status line (of workers gone: their totals).
   StatusFigures Figures(uint64_t serving_generation) const;
+  // Every worker's counters added up, those of workers gone included:
+  // monotonic across restarts and reloads.
+  CounterTotals Totals() const;
 
  private:
   void ReleaseStats(WorkerRecord& w);
@@ -69,8 +73,7 @@ class WorkerPool {
   std::vector<WorkerRecord> workers_;
   std::optional<StatsTable> stats_;
   std::vector<int> free_stats_;
-  uint64_t retired_connections_ = 0;
-  uint64_t retired_bytes_ = 0;
+  CounterTotals retired_;  // of workers gone
 };
 
 }  // namespace rot13d::supervisor

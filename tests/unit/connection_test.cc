@@ -143,6 +143,43 @@ TEST_F(ConnectionEngineTest, BytesDoneAccumulates) {
   EXPECT_EQ(bytes, 1003u);
 }
 
+// What was read is counted apart from what was sent (a partial write keeps the rest).
+TEST_F(ConnectionEngineTest, BytesReadAreCountedApart) {
+  uint64_t read = 0;
+  io.Data("abcdef");
+  io.Accept(4);
+  io.SendError(EAGAIN);
+  engine.OnReadable(io, scratch(), &bytes, &read);
+  EXPECT_EQ(read, 6u);
+  EXPECT_EQ(bytes, 4u);
+}
+
+// Why a connection ends, for the metrics and the connection log.
+TEST_F(ConnectionEngineTest, CloseReasonSaysHowItEnded) {
+  io.Eof();
+  EXPECT_EQ(engine.OnReadable(io, scratch(), &bytes), Step::kClose);
+  EXPECT_EQ(engine.close_reason(), CloseReason::kClientEof);
+
+  ConnectionEngine reset;
+  ScriptedIo io2;
+  io2.RecvError(ECONNRESET);
+  EXPECT_EQ(reset.OnReadable(io2, scratch(), &bytes), Step::kClose);
+  EXPECT_EQ(reset.close_reason(), CloseReason::kReset);
+
+  ConnectionEngine gone;
+  ScriptedIo io3;
+  io3.Data("abc");
+  io3.SendError(EPIPE);
+  EXPECT_EQ(gone.OnReadable(io3, scratch(), &bytes), Step::kClose);
+  EXPECT_EQ(gone.close_reason(), CloseReason::kReset);
+
+  ConnectionEngine broken;
+  ScriptedIo io4;
+  io4.RecvError(EIO);
+  EXPECT_EQ(broken.OnReadable(io4, scratch(), &bytes), Step::kClose);
+  EXPECT_EQ(broken.close_reason(), CloseReason::kError);
+}
+
 // One readiness event reads at most one scratch buffer: the per-read limit.
 TEST_F(ConnectionEngineTest, ReadsAtMostTheScratchSizePerEvent) {
   std::string input(150, 'a');

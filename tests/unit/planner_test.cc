@@ -393,6 +393,17 @@ TEST(DescribeDeath, OutsideSigkillHintsAtTheOomKillerAndHungIsSaid) {
   EXPECT_NE(n.text.find("killed by SIGKILL after it hung"), std::string::npos) << n.text;
 }
 
+// A stop or reload that cuts connections at shutdown_timeout says how many.
+TEST(DescribeDeath, ConnectionsCutAtTheDeadlineAreCounted) {
+  WorkerRecord w = Booted(kT0);
+  w.state = WorkerState::kDraining;
+  w.kill_sent = true;
+  DeathNote n = DescribeDeath(w, 9, ExitStatus{.signal = SIGKILL}, ExitDecision{}, true, 17);
+  EXPECT_EQ(n.text, "worker 9 (slot 0, generation 1) killed by SIGKILL; 17 open connections cut at shutdown_timeout");
+  n = DescribeDeath(Booted(kT0), 9, kCrash, ExitDecision{.kind = ExitDecision::Kind::kRespawn}, true, 1);
+  EXPECT_NE(n.text.find("1 open connection lost with it"), std::string::npos) << n.text;
+}
+
 TEST(DescribeDeath, BeforeAcceptingIsABootFailureAndAForkFailureHasNoPid) {
   WorkerRecord w = Booted(kT0);
   w.booted = false;

@@ -33,7 +33,7 @@ class WorkerPoolTest : public ::testing::Test {
     std::vector<Death> deaths;
     auto deadline = Clock::now() + 5s;
     while (deaths.size() < n && Clock::now() < deadline) {
-      pool_.Reap([&](WorkerRecord& w, pid_t pid, const ExitStatus& exit) {
+      pool_.Reap([&](WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t) {
         deaths.push_back({w.slot, pid, exit});
         pool_.Apply(w, ExitDecision{}, Clock::now());  // forget it
       });
