@@ -44,6 +44,8 @@ struct Config {
   std::string user = "nobody";
   bool user_set = false;              // the file named `user` (else it is ignored when not root)
   std::string group;
+  // The HTTP admin endpoint (GET /metrics, /status): addresses like listen's; none by default.
+  std::vector<ListenAddress> admin_listen;
 
   static Config Defaults();
 };

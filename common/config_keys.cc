@@ -47,6 +47,8 @@ constexpr ConfigKey kKeys[] = {
     {"user", NameKind{&Config::user, false, &Config::user_set},
      "started as root, the user to become after binding (\"root\" keeps root)"},
     {"group", NameKind{&Config::group, true}, "the group to become with user (\"\" = the user's primary group)"},
+    {"admin_listen", ListenKind{&Config::admin_listen, nullptr, /*empty_ok=*/true},
+     "addresses of the HTTP admin endpoint (/metrics, /status); [] = none"},
 };
 
 // ---- Reading values: the checks the kinds share --------------------------------
@@ -229,13 +231,13 @@ void Apply(const ListenKind& k, std::string_view key, const toml::node& v, Confi
     errors.Fail(v.source(), Quote(key) + ": expected an array of addresses, got " + TypeName(v));
     return;
   }
-  if (array->empty()) {
+  if (array->empty() && !k.empty_ok) {
     errors.Fail(v.source(), Quote(key) + ": needs at least one address");
     return;
   }
   std::vector<ListenAddress>& addresses = c.*k.field;
   addresses.clear();
-  c.*k.named = true;
+  if (k.named) c.*k.named = true;
   for (const toml::node& item : *array) {
     if (auto address = ListenItem(key, item, addresses, errors)) addresses.push_back(*address);
   }

@@ -79,10 +79,11 @@ struct NameKind {
   bool Config::*named = nullptr;   // if set, records that the file named the key
 };
 
-// A non-empty array of distinct addresses, each with a port to listen on.
+// An array of distinct addresses, each with a port to listen on.
 struct ListenKind {
   std::vector<ListenAddress> Config::*field;
-  bool Config::*named;  // records that the file named the key
+  bool Config::*named = nullptr;  // if set, records that the file named the key
+  bool empty_ok = false;          // [] is allowed (and means none)
 };
 
 using ConfigKind = std::variant<IntegerKind<int>, IntegerKind<size_t>, IntegerOrAutoKind, SecondsKind,

@@ -7,10 +7,12 @@
 
 #include <cerrno>
 
+#include "common/log.h"
+
 namespace rot13d::supervisor {
 namespace {
 
-enum : uint64_t { kTagSignal = 1, kTagTimer, kTagReady };
+enum : uint64_t { kTagSignal = 1, kTagTimer, kTagReady, kTagAlso };
 
 }  // namespace
 
@@ -32,6 +34,22 @@ Status EventLoop::Open(const SignalSet& signals) {
     if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, f, &ev) != 0) return ErrnoErr() << "epoll_ctl";
   }
   return OkStatus();
+}
+
+void EventLoop::WatchAlso(const std::vector<int>& fds) {
+  // A descriptor closed meanwhile left the set by itself (ENOENT, EBADF).
+  for (int fd : also_) (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  also_.clear();
+  for (int fd : fds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kTagAlso;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+      Log(LogLevel::kError, Error(ErrnoErr() << "epoll_ctl of an admin descriptor").ToString());
+      continue;
+    }
+    also_.push_back(fd);
+  }
 }
 
 void EventLoop::CloseInChild() {

@@ -24,9 +24,13 @@ class EventLoop {
   // Waits until a signal arrives, `deadline` passes or a worker pokes;
   // appends the signals read. EINTR is a wakeup like any other.
   Status Wait(TimePoint deadline, std::vector<signalfd_siginfo>* signals);
+  // Other descriptors whose readability also ends a Wait (the admin
+  // endpoint's); their owner reads them after it. Replaces the previous set.
+  void WatchAlso(const std::vector<int>& fds);
 
  private:
   UniqueFd epoll_, signals_, timer_, ready_;
+  std::vector<int> also_;
 };
 
 }  // namespace rot13d::supervisor

@@ -43,6 +43,7 @@ class Generations {
   Generation& serving() { return serving_; }
   const Generation& serving() const { return serving_; }
   Generation* canary() { return canary_ ? &*canary_ : nullptr; }
+  const Generation* canary() const { return canary_ ? &*canary_ : nullptr; }
   bool has_canary() const { return canary_.has_value(); }
   // The generation a worker belongs to; a retiring one's settings are the serving one's.
   Generation& Of(uint64_t id) { return canary_ && canary_->id == id ? *canary_ : serving_; }

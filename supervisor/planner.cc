@@ -101,6 +101,15 @@ DeathNote DescribeDeath(const WorkerRecord& w, pid_t pid, const ExitStatus& exit
   return note;
 }
 
+std::optional<RestartReason> RestartCause(const WorkerRecord& w, const ExitStatus& exit, const ExitDecision& d) {
+  if (d.kind != ExitDecision::Kind::kRespawn) return std::nullopt;
+  if (!w.booted) return RestartReason::kBootFailure;
+  if (w.hung) return RestartReason::kHung;
+  if (exit.signal == SIGKILL && !w.kill_sent) return RestartReason::kKilled;
+  if (exit.signal != 0) return RestartReason::kCrash;
+  return RestartReason::kExit;
+}
+
 std::vector<LogField> WorkerFields(pid_t pid, const WorkerRecord& w) {
   return {{"WORKER_PID", std::to_string(pid)}, {"WORKER_SLOT", std::to_string(w.slot)},
           {"GENERATION", std::to_string(w.generation)}};

@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/signals.h"
+#include "supervisor/metrics.h"
 
 namespace rot13d::supervisor {
 
@@ -144,6 +145,11 @@ struct DeathNote {
 // `open`: the connections it still held, which died with it.
 DeathNote DescribeDeath(const WorkerRecord& worker, pid_t pid, const ExitStatus& status,
                         const ExitDecision& decision, bool respawn_wanted, uint32_t open = 0);
+
+// Why a worker that is being respawned died, as worker_restarts_total counts
+// it; none when it is not respawned.
+std::optional<RestartReason> RestartCause(const WorkerRecord& worker, const ExitStatus& status,
+                                          const ExitDecision& decision);
 
 // The journal fields naming a worker: WORKER_PID, WORKER_SLOT, GENERATION.
 std::vector<LogField> WorkerFields(pid_t pid, const WorkerRecord& worker);

@@ -16,9 +16,11 @@
 #include "common/stats.h"
 #include "daemon/worker.h"
 #include "supervisor/cpus.h"
+#include "supervisor/admin.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/generation.h"
 #include "supervisor/listeners.h"
+#include "supervisor/metrics.h"
 #include "supervisor/notify.h"
 #include "supervisor/planner.h"
 #include "supervisor/privileges.h"
@@ -80,6 +82,8 @@ class Supervisor {
 
   SupervisorView View(TimePoint now) const;
   std::string StatusLine() const;
+  std::optional<AdminServer::Page> AdminPage(const std::string& path) const;
+  Status ServeAdmin(const Config& config);
   void Tick();
   TimePoint NextWake() const;
 
@@ -102,6 +106,12 @@ class Supervisor {
   bool config_unreadable_ = false;  // the last ReadConfig failed to read the file at all
   TimePoint last_tick_{};
   TimePoint last_watchdog_{};
+
+  AdminServer admin_{[this](const std::string& path) { return AdminPage(path); }};
+  uint64_t reloads_[kReloadResults] = {};
+  uint64_t restarts_[kRestartReasons] = {};
+  std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
+  TimePoint started_ = Clock::now();
 
   RepeatLog deaths_{kRepeatWindow, kRepeatBurst};
   StraySignalLog strays_;
@@ -184,6 +194,7 @@ void Supervisor::Spawn(WorkerRecord& w) {
 // the worker's own mask, dispositions and (no) privileges.
 void Supervisor::RunChild(const Config& config, WorkerStats& own, const StatsTable& all) {
   loop_.CloseInChild();
+  admin_.CloseInChild();
   requesters_.Forget();
   ConfigureLogging(config.log_level, config.log_target);  // a canary logs as its config says
   daemon::WorkerParams params = daemon::ParamsFor(config);
@@ -218,6 +229,7 @@ void Supervisor::ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit, u
   if (!note.repeatable || deaths_.Admit(note.story, note.level, "worker of " + note.story, now)) {
     Log(note.level, note.text, note.fields);
   }
+  if (auto cause = RestartCause(w, exit, d)) ++restarts_[static_cast<size_t>(*cause)];
   if (d.kind == ExitDecision::Kind::kGiveUp) HaltGeneration(w, GiveUpReason(w, exit, policy_));
   pool_.Apply(w, d, now);
 }
@@ -251,6 +263,7 @@ void Supervisor::Promote() {
         {{"GENERATION", Num(g.id)}});
   } else {
     last_reload_ = "ok (generation " + Num(g.id) + ")";
+    ++reloads_[static_cast<size_t>(ReloadResult::kOk)];
     Log(LogLevel::kNotice, "reload complete: generation " + Num(g.id) + " serving with " + Count(g.size, "worker") +
                                "; retiring " + Count(retiring, "old worker"),
         {{"GENERATION", Num(g.id)}});
@@ -271,6 +284,7 @@ void Supervisor::Abandon() {
     return;
   }
   last_reload_ = "failed: new workers did not boot";
+  ++reloads_[static_cast<size_t>(ReloadResult::kBootFailed)];
   Log(LogLevel::kError, "reload failed: generation " + Num(g.id) + " abandoned (" + why + "); generation " +
                             Num(gens_.serving().id) + " keeps serving",
       {{"GENERATION", Num(g.id)}});
@@ -333,15 +347,21 @@ void Supervisor::StartReload() {
     return FailReload(config_unreadable_ ? kReloadUnreadable : kReloadInvalidConfig,
                       options_.config_path + (config_unreadable_ ? " cannot be read" : " is invalid"));
   }
-  if (Status s = listeners_.Open(*config, options_.config_path); !s) {
-    last_reload_ = "failed: " + s.error().ToString();
-    return FailReload(kReloadCannotListen, s.error().ToString());
+  Status opened = listeners_.Open(*config, options_.config_path);
+  if (opened) opened = ServeAdmin(*config);
+  if (!opened) {
+    last_reload_ = "failed: " + opened.error().ToString();
+    return FailReload(kReloadCannotListen, opened.error().ToString());
   }
   if (auto ignored = IdentityChangeIgnored(identity_, *config)) Log(LogLevel::kWarning, *ignored);
   StartGeneration(*config);
 }
 
 void Supervisor::FailReload(int answer, const std::string& why) {
+  ReloadResult result = answer == kReloadUnreadable    ? ReloadResult::kUnreadable
+                        : answer == kReloadCannotListen ? ReloadResult::kCannotListen
+                                                         : ReloadResult::kInvalid;
+  ++reloads_[static_cast<size_t>(result)];
   Log(LogLevel::kError, "reload failed: " + why + "; keeping generation " + Num(gens_.serving().id) +
                             " and its configuration",
       {{"CONFIG_FILE", options_.config_path}});
@@ -399,6 +419,26 @@ void Supervisor::OnSignal(const signalfd_siginfo& si) {
   }
 }
 
+Status Supervisor::ServeAdmin(const Config& config) {
+  if (Status s = admin_.Serve(config.admin_listen); !s) return s;
+  loop_.WatchAlso(admin_.WatchFds());
+  return OkStatus();
+}
+
+std::optional<AdminServer::Page> Supervisor::AdminPage(const std::string& path) const {
+  if (path != "/metrics" && path != "/status") return std::nullopt;
+  Snapshot snap{.version = options_.version, .pid = self_,
+                .start_time_seconds = std::chrono::duration<double>(started_wall_.time_since_epoch()).count(),
+                .uptime_seconds = std::chrono::duration<double>(Clock::now() - started_).count(),
+                .serving_generation = gens_.serving().id, .stopping = stopping_, .last_reload = last_reload_,
+                .totals = pool_.Totals(), .workers = pool_.Describe()};
+  if (const Generation* canary = gens_.canary()) snap.canary_generation = canary->id;
+  std::copy(std::begin(reloads_), std::end(reloads_), snap.reloads);
+  std::copy(std::begin(restarts_), std::end(restarts_), snap.restarts);
+  if (path == "/metrics") return AdminServer::Page{"text/plain; version=0.0.4; charset=utf-8", RenderMetrics(snap)};
+  return AdminServer::Page{"application/json", RenderStatusJson(snap)};
+}
+
 std::string Supervisor::StatusLine() const {
   StatusFigures f = pool_.Figures(gens_.serving().id);
   f.last_reload = last_reload_;
@@ -432,6 +472,7 @@ TimePoint Supervisor::NextWake() const {
     next = std::min(next, last_watchdog_ + std::chrono::duration_cast<Clock::duration>(wd / 2));
   }
   if (auto d = NextDeadline(View(now))) next = std::min(next, *d);
+  if (auto t = admin_.NextTimeout()) next = std::min(next, *t);
   return next;
 }
 
@@ -459,6 +500,10 @@ std::optional<int> Supervisor::Start() {
     return kExitFailure;
   }
   if (Status s = listeners_.Open(*config, options_.config_path); !s) {
+    Log(LogLevel::kError, "cannot listen: " + s.error().ToString());
+    return kExitFailure;
+  }
+  if (Status s = ServeAdmin(*config); !s) {
     Log(LogLevel::kError, "cannot listen: " + s.error().ToString());
     return kExitFailure;
   }
@@ -492,9 +537,11 @@ int Supervisor::Run() {
       return kExitFailure;
     }
     for (const signalfd_siginfo& si : signals) OnSignal(si);
+    admin_.Run();  // cheap when idle: one epoll_wait(0) per admin address
   }
   deaths_.Flush(Clock::now() + kRepeatWindow);  // the counts not told yet
   if (*exit_code_ == kExitOk) Log(LogLevel::kNotice, "stopped");
+  admin_.Stop();
   listeners_.CloseAll();  // closes sockets and removes the socket files we created
   return *exit_code_;
 }

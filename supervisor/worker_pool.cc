@@ -110,6 +110,31 @@ CounterTotals WorkerPool::Totals() const {
   return t;
 }
 
+std::vector<WorkerSnapshot> WorkerPool::Describe() const {
+  std::vector<WorkerSnapshot> out;
+  for (const WorkerRecord& w : workers_) {
+    WorkerSnapshot s;
+    s.pid = w.pid;
+    s.slot = w.slot;
+    s.generation = w.generation;
+    s.restarts = w.failures;
+    s.state = w.pid <= 0                            ? "waiting"
+              : w.hung                              ? "hung"
+              : w.state == WorkerState::kDraining   ? "draining"
+              : w.booted                            ? "accepting"
+                                                    : "booting";
+    if (w.stats_index >= 0) {
+      const WorkerStats& st = stats_->at(static_cast<size_t>(w.stats_index));
+      s.open_connections = st.open_connections.load(std::memory_order_relaxed);
+      s.accepted = st.connections_total.load(std::memory_order_relaxed);
+      s.bytes_received = st.bytes_received.load(std::memory_order_relaxed);
+      s.bytes_sent = st.bytes_sent.load(std::memory_order_relaxed);
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 void WorkerPool::RefreshPhases() {
   for (WorkerRecord& w : workers_) {
     if (w.pid <= 0 || w.stats_index < 0) continue;

@@ -10,6 +10,7 @@
 
 #include "common/config.h"
 #include "common/stats.h"
+#include "supervisor/metrics.h"
 #include "supervisor/planner.h"
 #include "supervisor/status_line.h"
 
@@ -65,6 +66,8 @@ class WorkerPool {
   // Every worker's counters added up, those of workers gone included:
   // monotonic across restarts and reloads.
   CounterTotals Totals() const;
+  // Each slot as the admin endpoint shows it.
+  std::vector<WorkerSnapshot> Describe() const;
 
  private:
   void ReleaseStats(WorkerRecord& w);

@@ -164,17 +164,26 @@ std::string Uncommented(const std::string& line) {
   return text.starts_with("#") ? Trimmed(text.substr(1)) : text;
 }
 
+// A key the package sets on purpose shows its default commented out on the
+// line just before: `#admin_listen = []` then `admin_listen = ["unix:..."]`.
 Listing ShippedConfigListing(std::string_view toml) {
   Listing out;
   static const std::regex kAssignment(R"(([A-Za-z0-9_-]+)\s*=\s*(.*))");
   std::vector<std::string> lines = Lines(toml);
+  std::string commented_key;  // the key of the line just before, if it was a commented-out assignment
   for (size_t i = 0; i < lines.size(); ++i) {
     std::smatch match;
     std::string text = Uncommented(lines[i]);
-    if (!std::regex_match(text, match, kAssignment)) continue;
-    std::string value = match[2];
+    bool commented = Trimmed(lines[i]).starts_with("#");
+    if (!std::regex_match(text, match, kAssignment)) {
+      commented_key.clear();
+      continue;
+    }
+    std::string key = match[1], value = match[2];
     while (OpenBrackets(value) > 0 && i + 1 < lines.size()) value += " " + Uncommented(lines[++i]);
-    out.Add(match[1], value);
+    if (!commented && key == commented_key) continue;  // the package's choice, after the default
+    out.Add(key, value);
+    commented_key = commented ? key : "";
   }
   return out;
 }
@@ -241,6 +250,12 @@ TEST(ConfigDocs, ShippedConfigShowsEveryKeyAtItsDefault) {
 }
 
 // ---- The readers and the comparison, on small samples ---------------------------------
+
+TEST(ConfigDocsReaders, ShippedValueAfterItsCommentedDefaultIsThePackagesChoice) {
+  Listing l = ShippedConfigListing("#admin_listen = []\nadmin_listen = [\"unix:/run/x.sock\"]\nworkers = 2\nworkers = 3\n");
+  EXPECT_EQ(l.defaults["admin_listen"], "[]");
+  EXPECT_EQ(l.problems, std::vector<std::string>{"'workers' is listed twice"});
+}
 
 TEST(ConfigDocsReaders, ReadmeRowMayNameSeveralKeys) {
   Listing l = ReadmeListing(

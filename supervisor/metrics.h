@@ -1,0 +1,64 @@
+// What the admin endpoint reports: a snapshot of the supervisor and its
+// workers, rendered as Prometheus text (/metrics) and as JSON (/status).
+// Pure functions over plain data: the supervisor fills the snapshot.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/stats.h"
+
+namespace rot13d::supervisor {
+
+// Why a worker was replaced, as the worker_restarts_total label says it.
+enum class RestartReason : uint8_t { kCrash, kKilled, kExit, kHung, kBootFailure };
+inline constexpr size_t kRestartReasons = 5;
+const char* RestartReasonName(RestartReason reason);
+
+// How a reload ended, as the reloads_total label says it.
+enum class ReloadResult : uint8_t { kOk, kInvalid, kUnreadable, kCannotListen, kBootFailed };
+inline constexpr size_t kReloadResults = 5;
+const char* ReloadResultName(ReloadResult result);
+
+struct WorkerSnapshot {
+  pid_t pid = 0;
+  int slot = 0;
+  uint64_t generation = 0;
+  std::string state;  // "booting", "accepting", "draining", "hung", "waiting" (no process)
+  uint32_t open_connections = 0;
+  uint64_t accepted = 0;
+  uint64_t bytes_received = 0;
+  uint64_t bytes_sent = 0;
+  int restarts = 0;  // consecutive unexpected exits of its slot
+};
+
+struct Snapshot {
+  std::string version;
+  pid_t pid = 0;
+  double start_time_seconds = 0;  // since the epoch
+  double uptime_seconds = 0;
+  uint64_t serving_generation = 0;
+  uint64_t canary_generation = 0;  // 0: none
+  bool stopping = false;
+  std::string last_reload = "none";
+  uint64_t reloads[kReloadResults] = {};
+  uint64_t restarts[kRestartReasons] = {};
+  CounterTotals totals;  // every worker's counters, those of workers gone included
+  std::vector<WorkerSnapshot> workers;
+};
+
+// The Prometheus text exposition format, version 0.0.4; names rot13d_*, base units.
+std::string RenderMetrics(const Snapshot& s);
+
+// /status: the same as one JSON object.
+std::string RenderStatusJson(const Snapshot& s);
+
+// A JSON string literal of text (quotes, backslashes and controls escaped;
+// bytes that are not UTF-8 as \u00XX).
+std::string JsonString(std::string_view text);
+
+}  // namespace rot13d::supervisor
