@@ -37,11 +37,13 @@ milliseconds BackoffDelay(const RestartPolicy& policy, int failures) {
   return std::min(d, policy.max_delay);
 }
 
-// The restart policy. A worker that was accepting when it died had booted: it
-// is replaced at once, unless it keeps crashing young (then 100 ms, 200 ms,
-// ... from its second crash in a row), and a SIGKILL from outside (the OOM
-// killer, an operator) is not its failure at all: replaced at once, every
-// time. The backoff and the give-up are for workers that cannot boot.
+// The restart policy. A SIGKILL that rot13d did not send (the OOM killer, an
+// operator) is never held against a worker, booted or not: it is replaced at
+// once every time, and the crash-loop governor does not count it. A worker
+// that was accepting when it died on its own is replaced at once, unless it
+// keeps crashing young (then 100 ms, 200 ms, ... from its second crash in a
+// row). The backoff, the governor and the give-up are for workers that die
+// on their own before they accept: those that cannot boot.
 ExitDecision DecideOnExit(const WorkerRecord& worker, const ExitStatus& status, TimePoint now,
                           const RestartPolicy& policy, bool respawn_wanted) {
   ExitDecision d;
@@ -49,20 +51,26 @@ ExitDecision DecideOnExit(const WorkerRecord& worker, const ExitStatus& status, 
   d.kind = ExitDecision::Kind::kRespawn;
   const bool lived = now - worker.started >= policy.healthy_after;
   const int streak = lived ? 0 : worker.failures;
-  const bool killed_from_outside = status.signal == SIGKILL && !worker.kill_sent && !worker.hung;
-  if (worker.booted) {
-    d.failures = killed_from_outside ? streak : streak + 1;
-    d.delay = d.failures <= 1 ? milliseconds(0) : BackoffDelay(policy, d.failures - 1);
+  d.boot_failures = worker.booted ? 0 : worker.boot_failures;
+  if (KilledFromOutside(worker, status)) {
+    d.failures = streak;
     return d;
   }
   d.failures = streak + 1;
+  if (worker.booted) {
+    d.delay = d.failures <= 1 ? milliseconds(0) : BackoffDelay(policy, d.failures - 1);
+    return d;
+  }
   d.delay = BackoffDelay(policy, d.failures);
-  // Killed while booting, it did not fail to boot: no step toward the give-up.
-  d.boot_failures = killed_from_outside ? worker.boot_failures : worker.boot_failures + 1;
+  d.boot_failures = worker.boot_failures + 1;
   // The worker said that trying again will not help.
   const bool cannot_boot = status.signal == 0 && status.fork_errno == 0 && status.code == kExitCannotBoot;
   if (cannot_boot || d.boot_failures >= policy.max_boot_failures) d.kind = ExitDecision::Kind::kGiveUp;
   return d;
+}
+
+bool KilledFromOutside(const WorkerRecord& w, const ExitStatus& exit) {
+  return exit.signal == SIGKILL && !w.kill_sent && !w.hung;
 }
 
 DeathNote DescribeDeath(const WorkerRecord& w, pid_t pid, const ExitStatus& exit, const ExitDecision& d,
@@ -73,18 +81,18 @@ DeathNote DescribeDeath(const WorkerRecord& w, pid_t pid, const ExitStatus& exit
   // is replaced, but it did not fail: a warning, not an error.
   note.level = expected ? (exit.Clean() ? LogLevel::kInfo : LogLevel::kNotice)
                         : (exit.Clean() ? LogLevel::kWarning : LogLevel::kError);
-  note.boot_failure = !w.booted && !expected;
+  note.boot_failure = !w.booted && !expected && !KilledFromOutside(w, exit);
   note.repeatable = !expected;
   std::string how = exit.Describe();
   if (w.hung) how += " after it hung";
-  if (note.boot_failure) how += " before it was accepting";
+  if (!w.booted && !expected) how += " before it was accepting";
   note.story = "generation " + std::to_string(w.generation) + ": " + how;
   std::string who = exit.fork_errno ? "worker for slot " + std::to_string(w.slot) + " of generation " +
                                           std::to_string(w.generation)
                                     : "worker " + std::to_string(pid) + " (slot " + std::to_string(w.slot) +
                                           ", generation " + std::to_string(w.generation) + ")";
   note.text = who + " " + how;
-  if (exit.signal == SIGKILL && !w.kill_sent && !w.hung) note.text += "; SIGKILL from outside often means the OOM killer";
+  if (KilledFromOutside(w, exit)) note.text += "; SIGKILL from outside often means the OOM killer";
   if (open > 0) {
     note.text += w.kill_sent && w.state == WorkerState::kDraining
                      ? "; " + Count(open, "open connection") + " cut at shutdown_timeout"
@@ -103,9 +111,9 @@ DeathNote DescribeDeath(const WorkerRecord& w, pid_t pid, const ExitStatus& exit
 
 std::optional<RestartReason> RestartCause(const WorkerRecord& w, const ExitStatus& exit, const ExitDecision& d) {
   if (d.kind != ExitDecision::Kind::kRespawn) return std::nullopt;
+  if (KilledFromOutside(w, exit)) return RestartReason::kKilled;
   if (!w.booted) return RestartReason::kBootFailure;
   if (w.hung) return RestartReason::kHung;
-  if (exit.signal == SIGKILL && !w.kill_sent) return RestartReason::kKilled;
   if (exit.signal != 0) return RestartReason::kCrash;
   return RestartReason::kExit;
 }

@@ -132,6 +132,9 @@ struct ExitDecision {
 ExitDecision DecideOnExit(const WorkerRecord& worker, const ExitStatus& status, TimePoint now,
                           const RestartPolicy& policy, bool respawn_wanted);
 
+// A SIGKILL that rot13d did not send: the OOM killer's, an operator's.
+bool KilledFromOutside(const WorkerRecord& worker, const ExitStatus& status);
+
 // How a death is told: at what level, in what words, and under what key the
 // repeat filter collapses identical ones (the pid differs, the story does not).
 struct DeathNote {

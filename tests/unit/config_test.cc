@@ -517,7 +517,8 @@ TEST(FormatConfig, DefaultsText) {
             "crash_loop_failures = 3\n"
             "crash_loop_window = 10\n"
             "user = \"nobody\"\n"
-            "group = \"\"\n");
+            "group = \"\"\n"
+            "admin_listen = []\n");
 }
 
 void ExpectRoundTrip(const Config& c) {

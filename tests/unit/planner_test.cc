@@ -257,11 +257,12 @@ TEST(DecideOnExit, SigkillFromOutsideOfBootedWorkerIsReplacedAtOnceEveryTime) {
   }
   // A crash of its own after that starts the streak at one: still at once.
   EXPECT_EQ(DecideOnExit(w, kCrash, now + milliseconds(50), p, true).delay, milliseconds(0));
-  // A streak of its own crashes is not reset by a kill from outside in between.
+  // A streak of its own crashes is neither reset nor grown by a kill from
+  // outside in between, and does not delay its replacement.
   w.failures = 3;
   ExitDecision d = DecideOnExit(w, killed, now + milliseconds(50), p, true);
   EXPECT_EQ(d.failures, 3);
-  EXPECT_EQ(d.delay, BackoffDelay(p, 2));
+  EXPECT_EQ(d.delay, milliseconds(0));
 }
 
 // SIGKILL that rot13d sent itself (a drain deadline, a hung worker) is no
@@ -276,23 +277,30 @@ TEST(DecideOnExit, OwnSigkillIsNotFromOutside) {
   EXPECT_EQ(d.delay, BackoffDelay(p, 2));
 }
 
-// Killed from outside while booting, a worker did not fail to boot: the slot
-// backs off, but the generation never gives up because of it.
-TEST(DecideOnExit, SigkillFromOutsideDuringBootNeverGivesUp) {
+// Killed from outside while booting, a worker did not fail to boot either:
+// replaced at once, never a step toward the give-up, whatever the storm.
+TEST(DecideOnExit, SigkillFromOutsideDuringBootIsReplacedAtOnceAndNeverGivesUp) {
   RestartPolicy p;
   WorkerRecord w = Booted(kT0);
   w.booted = false;
+  w.boot_failures = 2;  // its own, earlier
   TimePoint now = kT0;
   for (int i = 1; i <= 3 * p.max_boot_failures; ++i) {
     now += milliseconds(50);
     ExitDecision d = DecideOnExit(w, ExitStatus{.signal = SIGKILL}, now, p, true);
     ASSERT_EQ(d.kind, ExitDecision::Kind::kRespawn) << "kill " << i;
-    EXPECT_EQ(d.boot_failures, 0);
-    EXPECT_EQ(d.delay, BackoffDelay(p, i));
+    EXPECT_EQ(d.boot_failures, 2) << "kept, not grown";
+    EXPECT_EQ(d.delay, milliseconds(0));
     w.failures = d.failures;
-    w.started = now + d.delay;
-    now = w.started;
+    w.boot_failures = d.boot_failures;
+    w.started = now;
   }
+  // Nor does the crash-loop governor count it.
+  DeathNote n = DescribeDeath(w, 5, ExitStatus{.signal = SIGKILL}, ExitDecision{.kind = ExitDecision::Kind::kRespawn}, true);
+  EXPECT_FALSE(n.boot_failure);
+  EXPECT_NE(n.text.find("before it was accepting"), std::string::npos) << n.text;
+  EXPECT_EQ(RestartCause(w, ExitStatus{.signal = SIGKILL}, ExitDecision{.kind = ExitDecision::Kind::kRespawn}),
+            RestartReason::kKilled);
 }
 
 TEST(DecideOnExit, FailuresResetAfterHealthyAfter) {
