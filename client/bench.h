@@ -1,5 +1,5 @@
-// rot13-bench's run: one mode's load over N connections on T threads, every answered
-// byte verified, plus optional idle connections held open for the whole run.
+// rot13-bench's run: one mode's load (on the load engine) over N connections on T threads,
+// every answered byte verified, plus optional idle connections held open for the whole run.
 #pragma once
 
 #include <array>
@@ -10,6 +10,7 @@
 
 #include "client/endpoint.h"
 #include "client/histogram.h"
+#include "client/load.h"
 #include "client/pattern.h"
 
 namespace rot13d::client {
@@ -37,18 +38,6 @@ struct BenchConfig {
   bool progress = false;  // a progress line on stderr once per second
 };
 
-// The first wrong byte seen.
-struct MismatchReport {
-  uint32_t connection = 0;
-  uint64_t request = 0;  // which message on that connection (rr, connect); 0 in stream mode
-  uint64_t offset = 0;   // byte offset in that answer (stream: in the connection's whole answer)
-  int expected = -1;     // the byte value that should have come, -1 for none (an extra byte)
-  int got = -1;          // the byte value that came, -1 for none (the server closed early)
-  std::string ToString() const;
-};
-
-inline constexpr size_t kFailureKinds = 6;  // indexed by FailureKind
-
 struct BenchResult {
   double seconds = 0;  // the measured run, from the first connect to the last answer or the end of -d
   uint64_t bytes_sent = 0;
@@ -64,6 +53,8 @@ struct BenchResult {
   bool out_of_time = false;   // --max-time ended the run
 
   uint64_t Failures(FailureKind kind) const { return failures[static_cast<size_t>(kind)]; }
+  // Counts a failure of `kind`; the first message is kept.
+  void Record(FailureKind kind, const std::string& message);
   // Failed connections, requests or cycles of any kind, and dropped idle connections.
   uint64_t errors() const;
   bool complete() const { return !interrupted && !out_of_time; }
@@ -80,6 +71,12 @@ struct ProbeResult {
 // Checks with one round trip on a connected socket that the server answers as
 // expected, before any load: a wrong server is named at once.
 ProbeResult Probe(BorrowedFd fd, const SocketAddress& address, std::chrono::nanoseconds timeout, Expect expect);
+
+// Milliseconds for poll(2) until `deadline`: 0 once it passed, at most a minute.
+int PollMs(LoadClock::time_point deadline);
+
+// The load that runs a configuration, on the load engine.
+LoadOptions LoadOptionsFor(const BenchConfig& config);
 
 // Runs the benchmark. Blocks SIGINT and SIGTERM to take them as a request to
 // stop and report what was measured.

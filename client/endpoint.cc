@@ -177,10 +177,16 @@ int ExitCodeFor(FailureKind kind) {
   return kExitIoError;
 }
 
-Result<PendingConnect> StartConnect(const SocketAddress& address) {
+Result<PendingConnect> StartConnect(const SocketAddress& address, SocketBuffers buffers) {
   PendingConnect p;
   p.fd.reset(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!p.fd) return ErrnoErr() << "socket";
+  if (buffers.receive > 0 && setsockopt(p.fd.get(), SOL_SOCKET, SO_RCVBUF, &buffers.receive, sizeof buffers.receive) != 0) {
+    return ErrnoErr() << "SO_RCVBUF";
+  }
+  if (buffers.send > 0 && setsockopt(p.fd.get(), SOL_SOCKET, SO_SNDBUF, &buffers.send, sizeof buffers.send) != 0) {
+    return ErrnoErr() << "SO_SNDBUF";
+  }
   if (connect(p.fd.get(), address.get(), address.length) == 0) {
     p.connected = true;
     return p;

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -52,6 +53,7 @@ Result<std::vector<SocketAddress>> Resolve(const Endpoint& endpoint, Family fami
 
 // How an operation failed, in the terms both tools report.
 enum class FailureKind { kNone, kRefused, kReset, kTimeout, kMismatch, kOther };
+inline constexpr size_t kFailureKinds = 6;  // for arrays indexed by FailureKind
 const char* FailureKindName(FailureKind kind);
 // ECONNREFUSED and ENOENT (no Unix socket there) are refused; ECONNRESET, EPIPE
 // and ECONNABORTED are reset; ETIMEDOUT is a timeout; EBADMSG, which the tools
@@ -66,7 +68,13 @@ struct PendingConnect {
   UniqueFd fd;
   bool connected = false;
 };
-Result<PendingConnect> StartConnect(const SocketAddress& address);
+// SO_RCVBUF and SO_SNDBUF, set before connecting (the window scale is agreed
+// then); 0 leaves the kernel's.
+struct SocketBuffers {
+  int receive = 0;
+  int send = 0;
+};
+Result<PendingConnect> StartConnect(const SocketAddress& address, SocketBuffers buffers = {});
 // The result of a non-blocking connect once the socket is writable (SO_ERROR).
 int ConnectError(BorrowedFd fd);
 

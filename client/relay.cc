@@ -59,60 +59,78 @@ class Relayer {
         write_shut_ = true;
       }
       if (socket_eof_ && down_.empty()) return {};
-
-      pollfd fds[3];
-      int n = 0;
-      int in_at = -1, sock_at = -1, out_at = -1;
-      if (!input_eof_ && up_.empty()) {
-        in_at = n;
-        fds[n++] = {options_.input.get(), POLLIN, 0};
-      }
-      short sock_events = static_cast<short>((!socket_eof_ && down_.empty() ? POLLIN : 0) |
-                                             (!up_.empty() ? POLLOUT : 0));
-      if (sock_events != 0) {
-        sock_at = n;
-        fds[n++] = {socket_.get(), sock_events, 0};
-      }
-      if (!down_.empty()) {
-        out_at = n;
-        fds[n++] = {options_.output.get(), POLLOUT, 0};
-      }
-      int ready = poll(fds, static_cast<nfds_t>(n), PollTimeoutMs());
+      Watch w = WhatToWatch();
+      int ready = poll(w.fds, static_cast<nfds_t>(w.n), PollTimeoutMs());
       if (ready < 0) {
         if (errno == EINTR) continue;
         return Fail(FailureKind::kOther, std::string("poll: ") + std::strerror(errno));
       }
       if (ready == 0) {
         if (IdleExpired()) {
-          return Fail(FailureKind::kTimeout, "timed out: nothing sent or received for " +
-                                                 FormatIdle());
+          return Fail(FailureKind::kTimeout, "timed out: nothing sent or received for " + FormatIdle());
         }
         continue;
       }
-      if (in_at >= 0 && fds[in_at].revents != 0) {
-        if (auto r = ReadInput(); r.failure != FailureKind::kNone) return r;
-        if (!up_.empty()) {
-          if (auto r = Send(); r.failure != FailureKind::kNone) return r;
-        }
-      }
-      if (sock_at >= 0 && fds[sock_at].revents != 0) {
-        if (!up_.empty()) {
-          if (auto r = Send(); r.failure != FailureKind::kNone) return r;
-        }
-        if (!socket_eof_ && down_.empty()) {
-          if (auto r = Receive(); r.failure != FailureKind::kNone) return r;
-          if (!down_.empty()) {
-            if (auto r = WriteOutput(); r.failure != FailureKind::kNone || r.output_closed) return r;
-          }
-        }
-      }
-      if (out_at >= 0 && fds[out_at].revents != 0 && !down_.empty()) {
-        if (auto r = WriteOutput(); r.failure != FailureKind::kNone || r.output_closed) return r;
-      }
+      if (RelayResult r = OnReady(w); Ends(r)) return r;
     }
   }
 
  private:
+  // The descriptors to poll now, and where each one is in fds (-1: not polled).
+  struct Watch {
+    pollfd fds[3]{};
+    int n = 0;
+    int in_at = -1, sock_at = -1, out_at = -1;
+    bool Ready(int at) const { return at >= 0 && fds[at].revents != 0; }
+  };
+
+  // Each buffer is filled only once it is empty: one read in flight per direction.
+  Watch WhatToWatch() const {
+    Watch w;
+    if (!input_eof_ && up_.empty()) {
+      w.in_at = w.n;
+      w.fds[w.n++] = {options_.input.get(), POLLIN, 0};
+    }
+    short sock_events = static_cast<short>((!socket_eof_ && down_.empty() ? POLLIN : 0) |
+                                           (!up_.empty() ? POLLOUT : 0));
+    if (sock_events != 0) {
+      w.sock_at = w.n;
+      w.fds[w.n++] = {socket_.get(), sock_events, 0};
+    }
+    if (!down_.empty()) {
+      w.out_at = w.n;
+      w.fds[w.n++] = {options_.output.get(), POLLOUT, 0};
+    }
+    return w;
+  }
+
+  static bool Ends(const RelayResult& r) { return r.failure != FailureKind::kNone || r.output_closed; }
+
+  // Moves what the ready descriptors allow; a result that Ends() the relay, or none.
+  RelayResult OnReady(const Watch& w) {
+    if (w.Ready(w.in_at)) {
+      if (auto r = ReadInput(); Ends(r)) return r;
+      if (!up_.empty()) {
+        if (auto r = Send(); Ends(r)) return r;
+      }
+    }
+    if (w.Ready(w.sock_at)) {
+      if (!up_.empty()) {
+        if (auto r = Send(); Ends(r)) return r;
+      }
+      if (!socket_eof_ && down_.empty()) {
+        if (auto r = Receive(); Ends(r)) return r;
+        if (!down_.empty()) {
+          if (auto r = WriteOutput(); Ends(r)) return r;
+        }
+      }
+    }
+    if (w.Ready(w.out_at) && !down_.empty()) {
+      if (auto r = WriteOutput(); Ends(r)) return r;
+    }
+    return {};
+  }
+
   int PollTimeoutMs() const {
     if (options_.idle_timeout.count() == 0) return -1;
     auto left = std::chrono::ceil<std::chrono::milliseconds>(last_activity_ + options_.idle_timeout - Clock::now());

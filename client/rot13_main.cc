@@ -50,17 +50,27 @@ int Usage(const std::string& message) {
 // and the relay would then talk to the server as if it were standard input.
 void OpenStandardDescriptors() {
   for (int fd = 0; fd <= 2; ++fd) {
-    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
-      int null_fd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
-      if (null_fd >= 0 && null_fd != fd) {
-        dup2(null_fd, fd);
-        close(null_fd);
-      }
+    if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+    UniqueFd null_fd(open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY));
+    if (null_fd.get() == fd) {
+      null_fd.release();  // it is the standard descriptor now
+    } else if (null_fd) {
+      dup2(null_fd.get(), fd);
     }
   }
 }
 
-int Main(int argc, char** argv) {
+struct Rot13Args {
+  enum class Action { kRun, kHelp, kVersion };
+  Action action = Action::kRun;
+  Family family = Family::kAny;
+  std::chrono::nanoseconds connect_timeout = std::chrono::seconds(10);
+  RelayOptions relay;
+  std::string address;  // as given; empty for the default
+};
+
+// A usage error's message says what is wrong, without the program's name.
+Result<Rot13Args> ParseArgs(int argc, char** argv) {
   enum { kConnectTimeout = 256, kVersion };
   static const option kOptions[] = {
       {"ipv4", no_argument, nullptr, '4'},
@@ -71,60 +81,72 @@ int Main(int argc, char** argv) {
       {"version", no_argument, nullptr, kVersion},
       {nullptr, 0, nullptr, 0},
   };
-  Family family = Family::kAny;
-  std::chrono::nanoseconds connect_timeout = std::chrono::seconds(10);
-  RelayOptions relay;
+  Rot13Args args;
   opterr = 0;  // our own messages, without argv[0]'s directory
   int c;
   while ((c = getopt_long(argc, argv, ":46w:h", kOptions, nullptr)) != -1) {
     switch (c) {
-      case '4': family = Family::kIpv4; break;
-      case '6': family = Family::kIpv6; break;
+      case '4': args.family = Family::kIpv4; break;
+      case '6': args.family = Family::kIpv6; break;
       case kConnectTimeout:
       case 'w': {
         auto seconds = ParseSeconds(optarg);
-        if (!seconds) return Usage(seconds.error().ToString());
+        if (!seconds) return Err() << seconds.error().ToString();
         if (c == 'w') {
-          relay.idle_timeout = *seconds;
+          args.relay.idle_timeout = *seconds;
         } else {
-          connect_timeout = *seconds;
-          if (connect_timeout.count() == 0) return Usage("--connect-timeout must be more than 0");
+          args.connect_timeout = *seconds;
+          if (args.connect_timeout.count() == 0) return Err() << "--connect-timeout must be more than 0";
         }
         break;
       }
-      case 'h': std::fputs(kUsage, stdout); return kExitOk;
-      case kVersion: std::printf("rot13 %s\n", ROT13D_VERSION); return kExitOk;
-      case ':': return Usage(std::string("option '") + argv[optind - 1] + "' needs a value");
-      default: return Usage(std::string("unknown option '") + argv[optind - 1] + "'");
+      case 'h': args.action = Rot13Args::Action::kHelp; return args;
+      case kVersion: args.action = Rot13Args::Action::kVersion; return args;
+      case ':': return Err() << "option '" << argv[optind - 1] << "' needs a value";
+      default: return Err() << "unknown option '" << argv[optind - 1] << "'";
     }
   }
-  if (argc - optind > 1) return Usage("more than one address");
-  auto endpoint = ParseEndpoint(optind < argc ? argv[optind] : "");
+  if (argc - optind > 1) return Err() << "more than one address";
+  if (optind < argc) args.address = argv[optind];
+  return args;
+}
+
+int Run(const Rot13Args& args) {
+  auto endpoint = ParseEndpoint(args.address);
   if (!endpoint) {
     std::fprintf(stderr, "rot13: %s\n", endpoint.error().ToString().c_str());
     return kExitBadAddress;
   }
-
   OpenStandardDescriptors();
   // A closed standard output must be an EPIPE to handle, not a signal that kills us.
   std::signal(SIGPIPE, SIG_IGN);
-
-  auto addresses = Resolve(*endpoint, family);
+  auto addresses = Resolve(*endpoint, args.family);
   if (!addresses) {
     std::fprintf(stderr, "rot13: %s\n", addresses.error().ToString().c_str());
     return kExitBadAddress;
   }
-  auto connection = ConnectAny(*addresses, std::chrono::ceil<std::chrono::milliseconds>(connect_timeout));
+  auto connection = ConnectAny(*addresses, std::chrono::ceil<std::chrono::milliseconds>(args.connect_timeout));
   if (!connection) {
     std::fprintf(stderr, "rot13: %s\n", connection.error().message().c_str());
     return ExitCodeFor(ClassifyErrno(connection.error().errno_value()));
   }
-  RelayResult result = Relay(connection->fd.borrow(), relay);
+  RelayResult result = Relay(connection->fd.borrow(), args.relay);
   if (result.failure != FailureKind::kNone) {
     std::fprintf(stderr, "rot13: %s: %s\n", connection->address.ToString().c_str(), result.message.c_str());
     return ExitCodeFor(result.failure);
   }
   return kExitOk;
+}
+
+int Main(int argc, char** argv) {
+  auto args = ParseArgs(argc, argv);
+  if (!args) return Usage(args.error().message());
+  switch (args->action) {
+    case Rot13Args::Action::kHelp: std::fputs(kUsage, stdout); return kExitOk;
+    case Rot13Args::Action::kVersion: std::printf("rot13 %s\n", ROT13D_VERSION); return kExitOk;
+    case Rot13Args::Action::kRun: break;
+  }
+  return Run(*args);
 }
 
 }  // namespace

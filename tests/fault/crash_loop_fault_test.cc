@@ -33,8 +33,8 @@ TEST_F(CrashLoopFaultTest, CanaryCrashingAtBootIsGovernedAndOldGenerationServes)
 
   LoadEngine load(Load(12, 4096, 64 * 1024, 4096, 20ms));
   LoadEngine probes(Probes(2, 10ms));
-  load.Start();
-  probes.Start();
+  ASSERT_TRUE(load.Start().ok());
+  ASSERT_TRUE(probes.Start().ok());
   ASSERT_TRUE(WaitFor([&] { return load.Stats().sessions_completed >= 10; }, 10s)) << load.Stats().Summary();
 
   dir_.Write("fail-boot", "crash");  // exit 1 at boot: retried, unlike exit 4
@@ -125,7 +125,7 @@ TEST_F(CrashLoopFaultTest, CanaryCrashingAtBootIsGovernedAndOldGenerationServes)
       .Add("old_pid_changes", old_changed)
       .AddLoad("", s)
       .Add("probe_sessions", p.sessions_started)
-      .Add("probe_failures", p.failures());
+      .Add("probe_failures", p.total_failures());
 
   EXPECT_GE(governed.size(), 2u) << "too few governed forks to measure a rate";
   if (governed.size() > 1) {
@@ -140,7 +140,7 @@ TEST_F(CrashLoopFaultTest, CanaryCrashingAtBootIsGovernedAndOldGenerationServes)
   EXPECT_LE(per_min, 30u) << "log lines in one minute";
   EXPECT_EQ(old_changed, 0) << "an old worker was replaced during the failed reload";
   EXPECT_EQ(daemon_->Workers(), old) << "the old generation must keep its pids";
-  EXPECT_EQ(s.failures() + p.failures(), 0u)
+  EXPECT_EQ(s.total_failures() + p.total_failures(), 0u)
       << "load: " << s.Summary() << "\nprobes: " << p.Summary() << Describe(load.Failures())
       << Describe(probes.Failures());
   EXPECT_GT(p.sessions_completed, 100u);

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "tests/blackbox/daemon_test.h"
-#include "tests/fault/load.h"
+#include "tests/fault/helpers.h"
 
 namespace rot13d::fault {
 
@@ -27,19 +27,32 @@ inline constexpr bool kSanitized = true;
 inline constexpr bool kSanitized = false;
 #endif
 
+// A load on `address` ("127.0.0.1:PORT") that keeps every failure, for JudgeFailures.
+inline LoadOptions LoadAt(const std::string& address) {
+  LoadOptions o;
+  o.failure_log = SIZE_MAX;
+  auto endpoint = client::ParseEndpoint(address);
+  EXPECT_TRUE(endpoint.ok()) << address;
+  if (!endpoint) return o;
+  auto resolved = client::Resolve(*endpoint);  // numeric: no name service involved
+  EXPECT_TRUE(resolved.ok()) << address;
+  if (resolved) o.address = resolved->front();
+  return o;
+}
+
 class FaultTest : public blackbox::DaemonTest {
  protected:
   static void SetUpTestSuite() { PrepareProcessLimits(); }
 
   // Request/response load: `connections` sessions of min..max bytes in `chunk`
   // requests, thinking up to `think` between them.
-  LoadOptions Load(int connections, uint64_t min_bytes, uint64_t max_bytes, size_t chunk, milliseconds think) const {
-    LoadOptions o;
-    o.address = address();
+  LoadOptions Load(uint32_t connections, uint64_t min_bytes, uint64_t max_bytes, uint64_t chunk,
+                   milliseconds think) const {
+    LoadOptions o = LoadAt(address());
     o.connections = connections;
     o.min_bytes = min_bytes;
     o.max_bytes = max_bytes;
-    o.chunk = chunk;
+    o.message = chunk;
     o.think = think;
     return o;
   }
@@ -47,7 +60,7 @@ class FaultTest : public blackbox::DaemonTest {
   // Short sessions that each prove a new connection is accepted and answered.
   LoadOptions Probes(int connections, milliseconds pause) const {
     LoadOptions o = Load(connections, 16, 1024, 1024, 0ms);
-    o.pause_between_sessions = pause;
+    o.pause = pause;
     o.seed = 7;
     return o;
   }
@@ -84,14 +97,15 @@ struct FailureVerdicts {
 
 // Judges every failure of a load against the faults: a failure is allowed only on
 // a connection of the victim, or (owner unknown) within `window` after a fault.
-// Refusals and corruption are never allowed.
+// Refusals and wrong answers (a wrong or an extra byte) are never allowed.
 inline FailureVerdicts JudgeFailures(const std::vector<Failure>& failures, const std::vector<WorkerFault>& faults,
                                      milliseconds window) {
   FailureVerdicts v;
   for (const Failure& f : failures) {
-    std::string what = std::string(FailureName(f.kind)) + " on client port " + std::to_string(f.local_port) + ": " +
-                       f.detail;
-    if (f.kind == FailureKind::kRefused || f.kind == FailureKind::kCorrupt) {
+    std::string what = std::string(client::FailureKindName(f.kind)) + " on client port " +
+                       std::to_string(f.local_port) + ": " + f.message;
+    bool wrong_answer = f.mismatch && !f.mismatch->closed_early();
+    if (f.kind == FailureKind::kRefused || wrong_answer) {
       v.violations.push_back(what);
       continue;
     }
@@ -129,7 +143,8 @@ inline std::string Join(const std::vector<std::string>& lines, size_t max = 20) 
 inline std::string Describe(const std::vector<Failure>& failures, size_t max = 20) {
   std::vector<std::string> lines;
   for (const Failure& f : failures) {
-    lines.push_back(std::string(FailureName(f.kind)) + " port " + std::to_string(f.local_port) + ": " + f.detail);
+    lines.push_back(std::string(client::FailureKindName(f.kind)) + " port " + std::to_string(f.local_port) + ": " +
+                    f.message);
   }
   return Join(lines, max);
 }

@@ -28,8 +28,8 @@ TEST_F(ReloadFaultTest, HundredReloadsUnderLoadAlternatingValidAndInvalid) {
   o.threads = 2;
   LoadEngine load(o);
   LoadEngine probes(Probes(2, 5ms));
-  load.Start();
-  probes.Start();
+  ASSERT_TRUE(load.Start().ok());
+  ASSERT_TRUE(probes.Start().ok());
   ASSERT_TRUE(WaitFor([&] { return load.Stats().requests >= 100; }, 10s)) << load.Stats().Summary();
 
   struct Variant {
@@ -110,7 +110,7 @@ TEST_F(ReloadFaultTest, HundredReloadsUnderLoadAlternatingValidAndInvalid) {
   probes.Stop();
   const int fds_at_end = OpenFdCount(daemon_->pid());
   LoadStats s = load.Stats(), p = probes.Stats();
-  LatencySummary lat = load.Latency();
+  LatencySummary lat = Summarize(load.Latency());
 
   fig.Add("reloads", valid_done + invalid_done)
       .Add("valid_reloads", valid_done)
@@ -120,9 +120,9 @@ TEST_F(ReloadFaultTest, HundredReloadsUnderLoadAlternatingValidAndInvalid) {
       .Add("pid_changes_on_invalid", kept_violations)
       .AddLoad("", s)
       .Add("probe_sessions", p.sessions_started)
-      .Add("probe_refused", p.refused)
-      .Add("probe_reset", p.resets)
-      .Add("probe_corrupt_bytes", p.corrupt_bytes)
+      .Add("probe_refused", p.Failures(FailureKind::kRefused))
+      .Add("probe_reset", p.Failures(FailureKind::kReset))
+      .Add("probe_wrong_answers", p.wrong_answers())
       .Add("latency_p99_ms", lat.p99_ms)
       .Add("latency_max_ms", lat.max_ms)
       .Add("supervisor_fds_start", fds_at_start)
@@ -130,12 +130,12 @@ TEST_F(ReloadFaultTest, HundredReloadsUnderLoadAlternatingValidAndInvalid) {
       .Add("supervisor_fds_end", fds_at_end);
 
   EXPECT_EQ(valid_done + invalid_done, kReloads);
-  EXPECT_EQ(s.failures() + p.failures(), 0u)
+  EXPECT_EQ(s.total_failures() + p.total_failures(), 0u)
       << "load: " << s.Summary() << "\nprobes: " << p.Summary() << Describe(load.Failures())
       << Describe(probes.Failures());
-  EXPECT_EQ(s.refused + p.refused, 0u);
-  EXPECT_EQ(s.resets + p.resets, 0u);
-  EXPECT_EQ(s.corrupt_bytes + p.corrupt_bytes, 0u);
+  EXPECT_EQ(s.Failures(FailureKind::kRefused) + p.Failures(FailureKind::kRefused), 0u);
+  EXPECT_EQ(s.Failures(FailureKind::kReset) + p.Failures(FailureKind::kReset), 0u);
+  EXPECT_EQ(s.wrong_answers() + p.wrong_answers(), 0u);
   EXPECT_GT(s.sessions_completed, 100u) << "the load barely ran";
   EXPECT_EQ(fds_at_end, fds_at_start) << "supervisor descriptors before and after " << kReloads << " reloads";
   EXPECT_FALSE(daemon_->LogContains("before it was accepting")) << "a worker failed during the reloads";

@@ -1,0 +1,218 @@
+#include "client/bench_args.h"
+
+#include <getopt.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+
+#include "client/args.h"
+
+namespace rot13d::client {
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: rot13-bench stream  [-c N] [-n BYTES]                  [OPTIONS] [ADDRESS]\n"
+    "       rot13-bench rr      [-c N] [-s SIZE] [-d SECS] [-r N]  [OPTIONS] [ADDRESS]\n"
+    "       rot13-bench connect [-c N] [-s SIZE] [-d SECS] [-r N]  [OPTIONS] [ADDRESS]\n"
+    "       rot13-bench --version | --help\n"
+    "\n"
+    "Loads a rot13 server and checks every byte it answers.\n"
+    "  stream   each of N connections sends BYTES, half-closes and reads them all\n"
+    "           back: throughput each way\n"
+    "  rr       each of N connections sends a SIZE-byte message, waits for the\n"
+    "           whole answer, and repeats: requests/s and latency percentiles\n"
+    "  connect  N loops of connect, send SIZE bytes, half-close, read the answer\n"
+    "           to EOF, close: cycles/s, failures by kind\n"
+    "\n"
+    "ADDRESS is [HOST][:PORT], [IPv6]:PORT or unix:PATH (default localhost:1067).\n"
+    "\n"
+    "  -c, --connections N   concurrent connections (default: stream 4, rr 50,\n"
+    "                        connect 16)\n"
+    "  -n, --bytes BYTES     stream: bytes per connection, suffix K, M or G\n"
+    "                        (default 64M)\n"
+    "  -s, --size SIZE       rr, connect: message size (default: rr 64, connect 16)\n"
+    "  -d, --duration SECS   rr, connect: length of the run (default 10)\n"
+    "  -r, --requests N      rr, connect: stop after N messages or cycles in all\n"
+    "  -t, --threads T       event-loop threads (default 1)\n"
+    "      --idle K          hold K more connections open and idle for the run\n"
+    "      --expect rot13|echo  what the server does to each byte (default rot13)\n"
+    "      --timeout SECS    a connection that makes no progress for SECS fails\n"
+    "                        (default 10)\n"
+    "      --max-time SECS   end the whole run after SECS (default 600)\n"
+    "      --json            print the result as one JSON object\n"
+    "  -q, --quiet           no progress line (shown only when stderr is a terminal)\n"
+    "  -4, --ipv4 / -6, --ipv6  use only IPv4 / IPv6 addresses of HOST\n"
+    "  -h, --help            print this help\n"
+    "      --version         print the version\n"
+    "\n"
+    "Exit status: 0 ok, 1 failures during the run, 2 usage, 3 bad address,\n"
+    "4 refused, 5 reset, 6 timeout or --max-time, 7 mismatch (a wrong byte),\n"
+    "130 interrupted. See rot13-bench(1).\n";
+
+enum { kIdle = 256, kExpect, kTimeout, kMaxTime, kJson, kVersion };
+const option kOptions[] = {
+    {"connections", required_argument, nullptr, 'c'},
+    {"bytes", required_argument, nullptr, 'n'},
+    {"size", required_argument, nullptr, 's'},
+    {"duration", required_argument, nullptr, 'd'},
+    {"requests", required_argument, nullptr, 'r'},
+    {"threads", required_argument, nullptr, 't'},
+    {"idle", required_argument, nullptr, kIdle},
+    {"expect", required_argument, nullptr, kExpect},
+    {"timeout", required_argument, nullptr, kTimeout},
+    {"max-time", required_argument, nullptr, kMaxTime},
+    {"json", no_argument, nullptr, kJson},
+    {"quiet", no_argument, nullptr, 'q'},
+    {"ipv4", no_argument, nullptr, '4'},
+    {"ipv6", no_argument, nullptr, '6'},
+    {"help", no_argument, nullptr, 'h'},
+    {"version", no_argument, nullptr, kVersion},
+    {nullptr, 0, nullptr, 0},
+};
+
+// Which options were given: the mode's defaults fill in the others, and some
+// belong to one mode only.
+struct Given {
+  bool connections = false;
+  bool bytes = false;
+  bool size = false;
+  bool duration = false;
+  bool requests = false;
+  bool quiet = false;
+};
+
+// -c, -n, -s, -r, -t and --idle.
+Status ApplyNumber(int c, std::string_view value, BenchConfig& config, Given& given) {
+  switch (c) {
+    case 'c': {
+      auto n = ParseCount(value, 1'000'000);
+      if (!n || *n == 0) return Err() << "-c: expected 1..1000000 connections";
+      config.connections = static_cast<uint32_t>(*n);
+      given.connections = true;
+      break;
+    }
+    case 'n': {
+      auto n = ParseSize(value);
+      if (!n || *n == 0) return Err() << "-n: " << (n ? std::string("must be at least 1 byte") : n.error().ToString());
+      config.bytes = *n;
+      given.bytes = true;
+      break;
+    }
+    case 's': {
+      auto n = ParseSize(value);
+      if (!n || *n == 0 || *n > (1ull << 30)) return Err() << "-s: expected a size of 1 byte to 1G";
+      config.size = *n;
+      given.size = true;
+      break;
+    }
+    case 'r': {
+      auto n = ParseCount(value, UINT64_MAX >> 1);
+      if (!n || *n == 0) return Err() << "-r: expected a number of requests, at least 1";
+      config.requests = *n;
+      given.requests = true;
+      break;
+    }
+    case 't': {
+      auto n = ParseCount(value, 256);
+      if (!n || *n == 0) return Err() << "-t: expected 1..256 threads";
+      config.threads = static_cast<uint32_t>(*n);
+      break;
+    }
+    case kIdle: {
+      auto n = ParseCount(value, 1'000'000);
+      if (!n) return Err() << "--idle: expected 0..1000000 connections";
+      config.idle = static_cast<uint32_t>(*n);
+      break;
+    }
+  }
+  return OkStatus();
+}
+
+// -d, --timeout and --max-time; `name` is the option as it was given.
+Status ApplyDuration(int c, std::string_view value, std::string_view name, BenchConfig& config, Given& given) {
+  auto d = ParseSeconds(value);
+  if (!d || d->count() == 0) {
+    return Err() << name << ": " << (d ? std::string("must be more than 0") : d.error().ToString());
+  }
+  if (c == 'd') {
+    config.duration = *d;
+    given.duration = true;
+  } else if (c == kTimeout) {
+    config.timeout = *d;
+  } else {
+    config.max_time = *d;
+  }
+  return OkStatus();
+}
+
+Status ApplyExpect(std::string_view value, BenchConfig& config) {
+  if (value == "rot13") {
+    config.expect = Expect::kRot13;
+  } else if (value == "echo") {
+    config.expect = Expect::kEcho;
+  } else {
+    return Err() << "--expect: expected rot13 or echo";
+  }
+  return OkStatus();
+}
+
+// The mode, its defaults for what was not given, and the options it does not take.
+Status ApplyMode(std::string_view mode, const Given& given, BenchConfig& config) {
+  if (mode == "stream") {
+    config.mode = Mode::kStream;
+    if (!given.connections) config.connections = 4;
+    if (given.size || given.duration || given.requests) return Err() << "-s, -d and -r apply to rr and connect, not stream";
+  } else if (mode == "rr" || mode == "connect") {
+    config.mode = mode == "rr" ? Mode::kRequestResponse : Mode::kConnect;
+    if (!given.connections) config.connections = mode == "rr" ? 50 : 16;
+    if (!given.size) config.size = mode == "rr" ? 64 : 16;
+    if (given.bytes) return Err() << "-n applies to stream; rr and connect take -s";
+    if (config.duration > config.max_time) return Err() << "-d is longer than --max-time";
+  } else {
+    return Err() << "unknown mode '" << mode << "' (expected stream, rr or connect)";
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+const char* BenchUsage() { return kUsage; }
+
+Result<BenchArgs> ParseBenchArgs(int argc, char** argv) {
+  BenchArgs args;
+  Given given;
+  opterr = 0;  // our own messages, without argv[0]'s directory
+  int c;
+  while ((c = getopt_long(argc, argv, ":c:n:s:d:r:t:q46h", kOptions, nullptr)) != -1) {
+    std::string_view value = optarg ? optarg : "";
+    Status applied = OkStatus();
+    switch (c) {
+      case 'c': case 'n': case 's': case 'r': case 't': case kIdle:
+        applied = ApplyNumber(c, value, args.config, given);
+        break;
+      case 'd': case kTimeout: case kMaxTime:
+        applied = ApplyDuration(c, value, argv[optind - 1], args.config, given);
+        break;
+      case kExpect: applied = ApplyExpect(value, args.config); break;
+      case kJson: args.json = true; break;
+      case 'q': given.quiet = true; break;
+      case '4': args.family = Family::kIpv4; break;
+      case '6': args.family = Family::kIpv6; break;
+      case 'h': args.action = BenchArgs::Action::kHelp; return args;
+      case kVersion: args.action = BenchArgs::Action::kVersion; return args;
+      case ':': return Err() << "option '" << argv[optind - 1] << "' needs a value";
+      default: return Err() << "unknown option '" << argv[optind - 1] << "'";
+    }
+    if (!applied) return applied.error();
+  }
+  if (optind >= argc) return Err() << "no mode given (stream, rr or connect)";
+  if (Status mode = ApplyMode(argv[optind++], given, args.config); !mode) return mode.error();
+  if (argc - optind > 1) return Err() << "more than one address";
+  if (optind < argc) args.address = argv[optind];
+  args.config.threads = std::min(args.config.threads, args.config.connections);
+  args.config.progress = !given.quiet && isatty(2) == 1;
+  return args;
+}
+
+}  // namespace rot13d::client

@@ -1,0 +1,27 @@
+// rot13-bench's command line: options, the mode and the address, checked as a whole.
+#pragma once
+
+#include <string>
+
+#include "client/bench.h"
+#include "client/endpoint.h"
+#include "common/result.h"
+
+namespace rot13d::client {
+
+struct BenchArgs {
+  enum class Action { kRun, kHelp, kVersion };
+  Action action = Action::kRun;
+  BenchConfig config;  // all but the address, with the mode's defaults
+  std::string address;  // as given; empty for the default
+  Family family = Family::kAny;
+  bool json = false;
+};
+
+// A usage error's message says what is wrong, without the program's name.
+Result<BenchArgs> ParseBenchArgs(int argc, char** argv);
+
+// The --help text.
+const char* BenchUsage();
+
+}  // namespace rot13d::client
