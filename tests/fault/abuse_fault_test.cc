@@ -150,7 +150,8 @@ TEST_F(AbuseFaultTest, ResetsHalfClosesAndInstantClosesKillNoWorker) {
   half_closer.join();
   instant_closer.join();
   late_resetter.join();
-  std::this_thread::sleep_for(500ms);  // the workers catch up with the last of them
+  // The workers caught up with the last of them: the good load moves on.
+  EXPECT_TRUE(WaitForProgress(good, 100)) << good.Stats().Summary();
   good.Stop();
   LoadStats s = good.Stats();
   std::vector<pid_t> after = daemon_->Workers();

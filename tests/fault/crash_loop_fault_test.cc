@@ -58,7 +58,7 @@ TEST_F(CrashLoopFaultTest, CanaryCrashingAtBootIsGovernedAndOldGenerationServes)
   // Deaths past the burst were only counted: their summary closes the window
   // (10 s after the first). Meanwhile the old generation serves on.
   bool summarized = daemon_->WaitForLog("repeated messages suppressed", 20s);
-  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(WaitForProgress(probes, 20)) << "the old generation stopped answering: " << probes.Stats().Summary();
   ASSERT_EQ(unlink(fail_file_.c_str()), 0);
   load.Stop();
   probes.Stop();

@@ -66,6 +66,14 @@ class FaultTest : public blackbox::DaemonTest {
   }
 };
 
+// Waits until `load` completes `units` more requests (or sessions) than it
+// had: proof that its connections are served again after a fault, and that
+// failures the fault caused on them have surfaced, before the load stops.
+inline bool WaitForProgress(const LoadEngine& load, uint64_t units, milliseconds timeout = 10s) {
+  const uint64_t start = load.Stats().requests;
+  return WaitFor([&] { return load.Stats().requests >= start + units; }, timeout);
+}
+
 // A fault aimed at one worker (kill -9, SIGSTOP) and which open connections it
 // held then: those may fail; connections known to be on other workers must not.
 struct WorkerFault {

@@ -63,8 +63,9 @@ TEST_F(HangFaultTest, StoppedWorkerIsReplacedWithinHeartbeatTimeoutPlusOneSecond
     }, 2s);
     hung_lines_named += named;
     EXPECT_TRUE(named) << "no error line with \"hung\" and pid " << victim;
-    // Let the replacement settle and the load reconnect before the next round.
-    std::this_thread::sleep_for(1s);
+    // The replacement serves and the load has moved on before the next round.
+    EXPECT_TRUE(WaitForProgress(probes, 10)) << probes.Stats().Summary();
+    EXPECT_TRUE(WaitForProgress(load, 40)) << load.Stats().Summary();
   }
   load.Stop();
   probes.Stop();

@@ -90,9 +90,12 @@ TEST_F(KillFaultTest, FiftyKillNinesOfRandomWorkersUnderLoad) {
     born[replacement] = refilled;
     EXPECT_LE(refill_ms.back(), 1000.0) << "slot of worker " << victim << " refilled after " << refill_ms.back()
                                         << " ms";
+    // Pacing, not waiting for a state: kills 50-250 ms apart.
     std::this_thread::sleep_for(milliseconds(std::uniform_int_distribution<int>(50, 250)(rng)));
   }
-  std::this_thread::sleep_for(500ms);  // failures caused by the last kill surface
+  // Every long session makes a request every 20 ms or so: two rounds of them
+  // means the failures the last kill caused have surfaced.
+  EXPECT_TRUE(WaitForProgress(load, 2 * 48)) << load.Stats().Summary();
   load.Stop();
   probes.Stop();
 
@@ -189,7 +192,7 @@ TEST_F(KillFaultTest, StormOfKillNinesNeverLeavesTheServiceWithoutWorkers) {
   sampling = false;
   sampler.join();
   // Sessions still waiting for a worker get it now; then none may have timed out.
-  std::this_thread::sleep_for(200ms);
+  EXPECT_TRUE(WaitForProgress(probes, 20)) << probes.Stats().Summary();
   probes.Stop();
   LoadStats p = probes.Stats();
   LatencySummary lat = Summarize(probes.Latency());

@@ -101,6 +101,7 @@ TEST_F(ReloadFaultTest, HundredReloadsUnderLoadAlternatingValidAndInvalid) {
       }
     }
     max_fds = std::max(max_fds, OpenFdCount(daemon_->pid()));
+    // Pacing, not waiting for a state: reloads 0-60 ms apart.
     std::this_thread::sleep_for(milliseconds(std::uniform_int_distribution<int>(0, 60)(rng)));
   }
 
