@@ -22,6 +22,7 @@
 #include "common/capabilities.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
+#include "common/proctitle.h"
 #include "daemon/accept_balance.h"
 #include "daemon/connection.h"
 
@@ -151,6 +152,7 @@ int Worker::Boot() {
   if (getppid() != p_.supervisor_pid) return BootFailed(Err() << "the supervisor exited before the worker started");
   // Tells workers from the supervisor in ps and top; cosmetic, so unchecked.
   (void)prctl(PR_SET_NAME, "rot13d-worker");
+  if (!p_.title.empty()) SetProcTitle(p_.title + ")");
   if (Status s = OpenLoop(); !s) return BootFailed(s.error());
   listener_key_ = ListenerKey(p_.listeners);
   for (const UniqueFd& l : p_.listeners) listener_is_tcp_.push_back(IsTcp(l.borrow()));
@@ -442,6 +444,7 @@ void Worker::StartDrain() {
   // listener any more, so a removed address can be closed.
   p_.stats->SetPhase(WorkerPhase::kDraining);
   WakeSupervisor();
+  if (!p_.title.empty()) SetProcTitle(p_.title + ", draining)");
 }
 
 void Worker::OnSignal() {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/config.h"
@@ -37,6 +38,8 @@ struct WorkerParams {
   // are queued rings it, since queued connections wake nobody else.
   BorrowedFd nudge_fd;
   pid_t supervisor_pid = 0;
+  // What ps shows, without its closing parenthesis: "rot13d: worker 0 (generation 2".
+  std::string title;
 };
 
 // The settings of a worker of a generation running `config` (the

@@ -41,7 +41,7 @@ int AdminServer::Answer(void* cls, MHD_Connection* connection, const char* url, 
   if (std::strcmp(method, MHD_HTTP_METHOD_GET) != 0 && std::strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
     status = MHD_HTTP_METHOD_NOT_ALLOWED;
     page = Page{"text/plain; charset=utf-8", "only GET\n"};
-  } else if (!(page = self->handler_(url))) {
+  } else if (!(page = self->Render(url))) {
     status = MHD_HTTP_NOT_FOUND;
     page = Page{"text/plain; charset=utf-8", "not found: try /metrics or /status\n"};
   }
@@ -53,6 +53,12 @@ int AdminServer::Answer(void* cls, MHD_Connection* connection, const char* url, 
   MHD_Result queued = MHD_queue_response(connection, status, response);
   MHD_destroy_response(response);
   return queued;
+}
+
+std::optional<AdminServer::Page> AdminServer::Render(const std::string& path) const {
+  if (path == "/metrics") return Page{"text/plain; version=0.0.4; charset=utf-8", RenderMetrics(source_())};
+  if (path == "/status") return Page{"application/json", RenderStatusJson(source_())};
+  return std::nullopt;
 }
 
 void AdminServer::Track(void* cls, MHD_Connection* connection, void** /*socket_context*/, int event) {

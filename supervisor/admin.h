@@ -14,6 +14,7 @@
 #include "common/config.h"
 #include "common/result.h"
 #include "supervisor/listeners.h"
+#include "supervisor/metrics.h"
 #include "supervisor/planner.h"
 
 struct MHD_Daemon;
@@ -23,14 +24,10 @@ namespace rot13d::supervisor {
 
 class AdminServer {
  public:
-  // What a GET of a path answers: 200 with this body and content type, or 404.
-  struct Page {
-    std::string content_type;
-    std::string body;
-  };
-  using Handler = std::function<std::optional<Page>(const std::string& path)>;
+  // What the pages show, taken fresh for each request.
+  using Source = std::function<Snapshot()>;
 
-  explicit AdminServer(Handler handler) : handler_(std::move(handler)) {}
+  explicit AdminServer(Source source) : source_(std::move(source)) {}
   ~AdminServer() { Stop(); }
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
@@ -67,7 +64,14 @@ class AdminServer {
 
   static void StopEndpoint(Endpoint& e);
 
-  Handler handler_;
+  struct Page {
+    std::string content_type;
+    std::string body;
+  };
+  // /metrics and /status; nothing else.
+  std::optional<Page> Render(const std::string& path) const;
+
+  Source source_;
   std::vector<Endpoint> endpoints_;
   std::set<int> connection_fds_;  // open client connections, for CloseInChild
 };

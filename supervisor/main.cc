@@ -9,7 +9,9 @@
 #include "common/config.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
+#include "common/proctitle.h"
 #include "supervisor/reload_request.h"
+#include "supervisor/status_request.h"
 #include "supervisor/supervisor.h"
 
 #ifndef ROT13D_VERSION
@@ -21,6 +23,7 @@ namespace {
 constexpr const char* kUsage =
     "Usage: rot13d [--config PATH] [--listen ADDR]... [--check-config [--quiet]]\n"
     "       rot13d [--config PATH] --reload PID\n"
+    "       rot13d [--config PATH] --status [ADDRESS]\n"
     "       rot13d --version | --help\n"
     "\n"
     "A rot13 network service: a supervisor that binds its listeners once and\n"
@@ -37,6 +40,9 @@ constexpr const char* kUsage =
     "                       reload it and wait for the outcome: exit 0 once the\n"
     "                       new workers serve, 3 if the file is invalid, 1 if\n"
     "                       the reload failed (the old workers keep serving)\n"
+    "  -s, --status [ADDR]  print the running daemon's workers and counters, from\n"
+    "                       its admin endpoint at ADDR (default: the first\n"
+    "                       admin_listen of the configuration)\n"
     "  -v, --version        print the version\n"
     "  -h, --help           print this help\n"
     "\n"
@@ -92,10 +98,11 @@ int CheckConfig(const std::string& path, bool given, const std::vector<rot13d::L
 }
 
 struct Command {
-  enum class Kind { kRun, kCheck, kReload, kHelp, kVersion, kUsageError } kind = Kind::kRun;
+  enum class Kind { kRun, kCheck, kReload, kStatus, kHelp, kVersion, kUsageError } kind = Kind::kRun;
   rot13d::supervisor::Options options;
   bool quiet = false;
   std::string reload_pid;
+  std::string status_address;  // --status [ADDRESS]; empty: the config's admin_listen
   std::string error;  // for kUsageError
 };
 
@@ -141,6 +148,10 @@ Command ParseArgs(int argc, char** argv) {
         c.kind = Command::Kind::kReload;
         c.reload_pid = v;
       }
+    } else if (arg == "-s" || arg == "--status") {
+      c.kind = Command::Kind::kStatus;
+      // An optional address: the next argument unless it is an option.
+      if (i + 1 < argc && argv[i + 1][0] != '-') c.status_address = argv[++i];
     } else if (arg == "-l" || arg == "--listen") {
       if (const char* v = value(i, "an address")) AddListen(c, v);
     } else if (arg == "-c" || arg == "--config" || arg.starts_with("--config=")) {
@@ -169,9 +180,13 @@ int main(int argc, char** argv) {
     case Command::Kind::kCheck:
       return CheckConfig(c.options.config_path, c.options.config_path_given, c.options.listen, c.quiet);
     case Command::Kind::kReload: return RequestReload(c.reload_pid, c.options.config_path);
+    case Command::Kind::kStatus:
+      return supervisor::RequestStatus(c.status_address, c.options.config_path, c.options.config_path_given);
     case Command::Kind::kRun: break;
   }
   ConfigureLogging(LogLevel::kInfo, LogTarget::kAuto);
   c.options.version = ROT13D_VERSION;
+  InitProcTitle(argc, argv);  // argv was read: ps and top show what the process is doing
+  SetProcTitle("rot13d: supervisor (starting)");
   return supervisor::Run(c.options);
 }

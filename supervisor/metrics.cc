@@ -1,5 +1,6 @@
 #include "supervisor/metrics.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <string_view>
 
@@ -114,6 +115,17 @@ const char* ReloadResultName(ReloadResult result) {
     case ReloadResult::kBootFailed: return "boot_failed";
   }
   return "ok";
+}
+
+Snapshot Activity::Snapshot(const std::string& version, pid_t pid) const {
+  supervisor::Snapshot s;
+  s.version = version;
+  s.pid = pid;
+  s.start_time_seconds = std::chrono::duration<double>(started_wall_.time_since_epoch()).count();
+  s.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  std::copy(std::begin(reloads_), std::end(reloads_), s.reloads);
+  std::copy(std::begin(restarts_), std::end(restarts_), s.restarts);
+  return s;
 }
 
 std::string RenderMetrics(const Snapshot& s) {

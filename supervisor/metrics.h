@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -49,6 +50,21 @@ struct Snapshot {
   uint64_t restarts[kRestartReasons] = {};
   CounterTotals totals;  // every worker's counters, those of workers gone included
   std::vector<WorkerSnapshot> workers;
+};
+
+// What the supervisor counts for the snapshot besides its workers' counters.
+class Activity {
+ public:
+  void Count(ReloadResult r) { ++reloads_[static_cast<size_t>(r)]; }
+  void Count(RestartReason r) { ++restarts_[static_cast<size_t>(r)]; }
+  // A snapshot with these counts, the start time and the uptime filled in.
+  supervisor::Snapshot Snapshot(const std::string& version, pid_t pid) const;
+
+ private:
+  uint64_t reloads_[kReloadResults] = {};
+  uint64_t restarts_[kRestartReasons] = {};
+  std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
 // The Prometheus text exposition format, version 0.0.4; names rot13d_*, base units.

@@ -12,9 +12,9 @@
 #include "common/config.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
+#include "common/proctitle.h"
 #include "common/signals.h"
 #include "common/stats.h"
-#include "daemon/worker.h"
 #include "supervisor/cpus.h"
 #include "supervisor/admin.h"
 #include "supervisor/event_loop.h"
@@ -27,6 +27,7 @@
 #include "supervisor/reload_request.h"
 #include "supervisor/repeat_log.h"
 #include "supervisor/status_line.h"
+#include "supervisor/worker_launch.h"
 #include "supervisor/worker_pool.h"
 
 namespace rot13d::supervisor {
@@ -73,7 +74,8 @@ class Supervisor {
   void ExecutePlan();
   void Perform(const Action& a);
   void Spawn(WorkerRecord& w);
-  [[noreturn]] void RunChild(const Config& config, WorkerStats& own, const StatsTable& all);
+  [[noreturn]] void RunChild(const WorkerRecord& w, const Config& config, WorkerStats& own, const StatsTable& all);
+  void UpdateTitle() const;
   void AbortHung(pid_t pid);
   void HaltGeneration(const WorkerRecord& w, const std::string& reason);
   void Promote();
@@ -82,7 +84,7 @@ class Supervisor {
 
   SupervisorView View(TimePoint now) const;
   std::string StatusLine() const;
-  std::optional<AdminServer::Page> AdminPage(const std::string& path) const;
+  Snapshot TakeSnapshot() const;
   Status ServeAdmin(const Config& config);
   void Tick();
   TimePoint NextWake() const;
@@ -107,11 +109,8 @@ class Supervisor {
   TimePoint last_tick_{};
   TimePoint last_watchdog_{};
 
-  AdminServer admin_{[this](const std::string& path) { return AdminPage(path); }};
-  uint64_t reloads_[kReloadResults] = {};
-  uint64_t restarts_[kRestartReasons] = {};
-  std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
-  TimePoint started_ = Clock::now();
+  AdminServer admin_{[this] { return TakeSnapshot(); }};
+  Activity activity_;  // reloads and restarts counted, start time
 
   RepeatLog deaths_{kRepeatWindow, kRepeatBurst};
   StraySignalLog strays_;
@@ -180,36 +179,21 @@ SupervisorView Supervisor::View(TimePoint now) const {
 void Supervisor::Spawn(WorkerRecord& w) {
   Generation& g = gens_.Of(w.generation);
   g.last_fork = Clock::now();
-  auto child = [&](WorkerStats& own, const StatsTable& all) { RunChild(g.config, own, all); };
+  auto child = [&](WorkerStats& own, const StatsTable& all) { RunChild(w, g.config, own, all); };
   if (std::optional<ExitStatus> failed = pool_.Spawn(w, g.config, child)) return ApplyExit(w, 0, *failed);
   Log(LogLevel::kDebug, "worker " + Num(static_cast<uint64_t>(w.pid)) + " started in slot " + Num(w.slot) +
                             " of generation " + Num(w.generation),
       WorkerFields(w.pid, w));
 }
 
-// The child of a fork, on its way to daemon::RunWorker. Nothing here returns:
-// supervisor objects are never destroyed in the child (that would unlink
-// socket files), it leaves with _exit. It closes what only the supervisor may
-// hold; signals stay blocked as the supervisor had them until RunWorker sets
-// the worker's own mask, dispositions and (no) privileges.
-void Supervisor::RunChild(const Config& config, WorkerStats& own, const StatsTable& all) {
+// The child of a fork: what only the supervisor may hold is closed here, the
+// rest is BecomeWorker's. Signals stay blocked as the supervisor had them
+// until RunWorker sets the worker's own mask, dispositions and (no) privileges.
+void Supervisor::RunChild(const WorkerRecord& w, const Config& config, WorkerStats& own, const StatsTable& all) {
   loop_.CloseInChild();
   admin_.CloseInChild();
   requesters_.Forget();
-  ConfigureLogging(config.log_level, config.log_target);  // a canary logs as its config says
-  daemon::WorkerParams params = daemon::ParamsFor(config);
-  std::vector<std::string> mine = listeners_.NamesFor(config);
-  for (auto& [name, listener] : listeners_.all()) {
-    UniqueFd fd = listener.TakeForChild();  // ours to close if not ours to serve
-    if (std::find(mine.begin(), mine.end(), name) != mine.end()) params.listeners.push_back(std::move(fd));
-  }
-  params.stats = &own;
-  params.all_stats = &all.at(0);
-  params.all_stats_count = all.size();
-  params.ready_fd = loop_.ready_fd();
-  params.nudge_fd = nudge_.borrow();
-  params.supervisor_pid = self_;
-  _exit(daemon::RunWorker(std::move(params)));
+  BecomeWorker({config, listeners_, w.slot, w.generation, own, all, loop_.ready_fd(), nudge_.borrow(), self_});
 }
 
 // Wait, decide, apply: the planner decides what the death means and how it
@@ -229,7 +213,7 @@ void Supervisor::ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit, u
   if (!note.repeatable || deaths_.Admit(note.story, note.level, "worker of " + note.story, now)) {
     Log(note.level, note.text, note.fields);
   }
-  if (auto cause = RestartCause(w, exit, d)) ++restarts_[static_cast<size_t>(*cause)];
+  if (auto cause = RestartCause(w, exit, d)) activity_.Count(*cause);
   if (d.kind == ExitDecision::Kind::kGiveUp) HaltGeneration(w, GiveUpReason(w, exit, policy_));
   pool_.Apply(w, d, now);
 }
@@ -263,13 +247,19 @@ void Supervisor::Promote() {
         {{"GENERATION", Num(g.id)}});
   } else {
     last_reload_ = "ok (generation " + Num(g.id) + ")";
-    ++reloads_[static_cast<size_t>(ReloadResult::kOk)];
+    activity_.Count(ReloadResult::kOk);
     Log(LogLevel::kNotice, "reload complete: generation " + Num(g.id) + " serving with " + Count(g.size, "worker") +
                                "; retiring " + Count(retiring, "old worker"),
         {{"GENERATION", Num(g.id)}});
     requesters_.Answer(static_cast<int>(g.id));
   }
   notify_.Ready(StatusLine());
+  UpdateTitle();
+}
+
+// What ps and top show for the supervisor.
+void Supervisor::UpdateTitle() const {
+  SetProcTitle("rot13d: supervisor (generation " + Num(gens_.serving().id) + (stopping_ ? ", stopping)" : ")"));
 }
 
 // The planner has signalled the canary's workers; what is left is the record.
@@ -284,7 +274,7 @@ void Supervisor::Abandon() {
     return;
   }
   last_reload_ = "failed: new workers did not boot";
-  ++reloads_[static_cast<size_t>(ReloadResult::kBootFailed)];
+  activity_.Count(ReloadResult::kBootFailed);
   Log(LogLevel::kError, "reload failed: generation " + Num(g.id) + " abandoned (" + why + "); generation " +
                             Num(gens_.serving().id) + " keeps serving",
       {{"GENERATION", Num(g.id)}});
@@ -358,10 +348,9 @@ void Supervisor::StartReload() {
 }
 
 void Supervisor::FailReload(int answer, const std::string& why) {
-  ReloadResult result = answer == kReloadUnreadable    ? ReloadResult::kUnreadable
-                        : answer == kReloadCannotListen ? ReloadResult::kCannotListen
-                                                         : ReloadResult::kInvalid;
-  ++reloads_[static_cast<size_t>(result)];
+  activity_.Count(answer == kReloadUnreadable    ? ReloadResult::kUnreadable
+                  : answer == kReloadCannotListen ? ReloadResult::kCannotListen
+                                                   : ReloadResult::kInvalid);
   Log(LogLevel::kError, "reload failed: " + why + "; keeping generation " + Num(gens_.serving().id) +
                             " and its configuration",
       {{"CONFIG_FILE", options_.config_path}});
@@ -374,6 +363,8 @@ void Supervisor::BeginStop(bool immediately) {
     notify_.Stopping();
     Log(LogLevel::kNotice, immediately ? "stopping now" : "stopping gracefully: draining workers");
   }
+  stopping_ = true;
+  UpdateTitle();
   stopping_ = true;
   reload_pending_ = false;
   requesters_.AnswerAll(kReloadStopping);
@@ -425,18 +416,15 @@ Status Supervisor::ServeAdmin(const Config& config) {
   return OkStatus();
 }
 
-std::optional<AdminServer::Page> Supervisor::AdminPage(const std::string& path) const {
-  if (path != "/metrics" && path != "/status") return std::nullopt;
-  Snapshot snap{.version = options_.version, .pid = self_,
-                .start_time_seconds = std::chrono::duration<double>(started_wall_.time_since_epoch()).count(),
-                .uptime_seconds = std::chrono::duration<double>(Clock::now() - started_).count(),
-                .serving_generation = gens_.serving().id, .stopping = stopping_, .last_reload = last_reload_,
-                .totals = pool_.Totals(), .workers = pool_.Describe()};
+Snapshot Supervisor::TakeSnapshot() const {
+  Snapshot snap = activity_.Snapshot(options_.version, self_);
+  snap.serving_generation = gens_.serving().id;
   if (const Generation* canary = gens_.canary()) snap.canary_generation = canary->id;
-  std::copy(std::begin(reloads_), std::end(reloads_), snap.reloads);
-  std::copy(std::begin(restarts_), std::end(restarts_), snap.restarts);
-  if (path == "/metrics") return AdminServer::Page{"text/plain; version=0.0.4; charset=utf-8", RenderMetrics(snap)};
-  return AdminServer::Page{"application/json", RenderStatusJson(snap)};
+  snap.stopping = stopping_;
+  snap.last_reload = last_reload_;
+  snap.totals = pool_.Totals();
+  snap.workers = pool_.Describe();
+  return snap;
 }
 
 std::string Supervisor::StatusLine() const {

@@ -11,7 +11,7 @@
 #include "client/histogram.h"
 #include "client/pattern.h"
 #include "common/rot13.h"
-#include "tests/clients/json.h"
+#include "common/json.h"
 
 namespace rot13d::client {
 namespace {
@@ -179,9 +179,9 @@ TEST(ReportTest, JsonStringsStayValid) {
       {"bytes \x01\x7f\xff end", "bytes \x01\x7f\xc3\xbf end"}};
   for (const auto& [text, read_back] : cases) {
     std::string literal = JsonString(text);
-    auto parsed = clienttest::ParseJson(literal);
+    auto parsed = ParseJson(literal);
     ASSERT_TRUE(parsed) << literal;
-    EXPECT_EQ(parsed->type, clienttest::Json::Type::kString);
+    EXPECT_EQ(parsed->type, Json::Type::kString);
     EXPECT_EQ(parsed->string, read_back) << literal;
   }
 }

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/clients/client_fixture.h"
-#include "tests/clients/json.h"
+#include "common/json.h"
 #include "tests/clients/test_server.h"
 
 namespace rot13d::clienttest {

@@ -1,4 +1,4 @@
-// A minimal JSON reader for the tests of rot13-bench --json: enough to check that the
+// A minimal JSON reader (for rot13d --status and the tests of rot13-bench --json): enough to check that the
 // output is one valid object and to read its fields.
 #pragma once
 
@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-namespace rot13d::clienttest {
+namespace rot13d {
 
 struct Json {
   enum class Type { kNull, kBool, kNumber, kString, kObject, kArray };
@@ -28,4 +28,4 @@ struct Json {
 // The whole text must be one value (surrounding whitespace allowed).
 std::optional<Json> ParseJson(std::string_view text);
 
-}  // namespace rot13d::clienttest
+}  // namespace rot13d

@@ -1,8 +1,8 @@
-#include "tests/clients/json.h"
+#include "common/json.h"
 
 #include <cstdlib>
 
-namespace rot13d::clienttest {
+namespace rot13d {
 namespace {
 
 class Parser {
@@ -141,4 +141,4 @@ const Json& Json::operator[](const std::string& key) const {
 
 std::optional<Json> ParseJson(std::string_view text) { return Parser(text).Document(); }
 
-}  // namespace rot13d::clienttest
+}  // namespace rot13d
