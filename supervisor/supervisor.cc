@@ -1,122 +1,7 @@
-#include "supervisor/supervisor.h"
+// The Supervisor's loop: signals, the executor of the planner's actions, and reporting.
+#include "supervisor/supervisor_impl.h"
 
-#include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <csignal>
-#include <optional>
-#include <vector>
-
-#include "common/config.h"
-#include "common/exit_codes.h"
-#include "common/log.h"
-#include "common/proctitle.h"
-#include "common/signals.h"
-#include "common/stats.h"
-#include "supervisor/cpus.h"
-#include "supervisor/admin.h"
-#include "supervisor/event_loop.h"
-#include "supervisor/generation.h"
-#include "supervisor/listeners.h"
-#include "supervisor/metrics.h"
-#include "supervisor/notify.h"
-#include "supervisor/planner.h"
-#include "supervisor/privileges.h"
-#include "supervisor/reload_request.h"
-#include "supervisor/repeat_log.h"
-#include "supervisor/status_line.h"
-#include "supervisor/worker_launch.h"
-#include "supervisor/worker_pool.h"
-
-namespace rot13d::supervisor {
-namespace {
-
-// Room for a serving generation, a canary and draining ones at the maximum size.
-constexpr size_t kStatsSlots = 4 * kMaxWorkers + 64;
-constexpr milliseconds kStatusInterval{1000};
-// Identical worker-death messages: the first few in a window are logged, the
-// rest counted and summarized when it closes (a crash loop cannot flood the journal).
-constexpr milliseconds kRepeatWindow{10000};
-constexpr uint64_t kRepeatBurst = 5;
-// Each action changes the table, so re-planning settles in a few rounds; more
-// than this is a bug, said out loud rather than spun on.
-constexpr int kMaxPlanRounds = 64;
-
-// All but SIGABRT (see SetUp) and SIGPIPE (ignored). Real faults (SIGSEGV...)
-// are delivered whatever the mask; only a stray kill(2) of them is caught.
-const SignalSet kSupervisorSignals = SignalSet::AllBlockable().Without({SIGABRT, SIGPIPE});
-
-std::string Num(uint64_t v) { return std::to_string(v); }
-
-class Supervisor {
- public:
-  explicit Supervisor(Options options) : options_(std::move(options)) {}
-  int Run();
-
- private:
-  // Set-up.
-  std::optional<int> Start();
-  Status SetUp();
-  std::optional<Config> ReadConfig(bool at_start);
-  void StartGeneration(const Config& config);
-
-  // Events.
-  void OnSignal(const signalfd_siginfo& si);
-  void ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t open = 0);
-  bool ReloadDue() const { return reload_pending_ && !gens_.has_canary() && !stopping_; }
-  void StartReload();
-  void FailReload(int answer, const std::string& why);
-  void BeginStop(bool immediately);
-
-  // The executor: performs what the planner decided, and logs it.
-  void ExecutePlan();
-  void Perform(const Action& a);
-  void Spawn(WorkerRecord& w);
-  [[noreturn]] void RunChild(const WorkerRecord& w, const Config& config, WorkerStats& own, const StatsTable& all);
-  void UpdateTitle() const;
-  void AbortHung(pid_t pid);
-  void HaltGeneration(const WorkerRecord& w, const std::string& reason);
-  void Promote();
-  void Abandon();
-  void CloseRetiredListeners();
-
-  SupervisorView View(TimePoint now) const;
-  std::string StatusLine() const;
-  Snapshot TakeSnapshot() const;
-  Status ServeAdmin(const Config& config);
-  void Tick();
-  TimePoint NextWake() const;
-
-  Options options_;
-  RestartPolicy policy_;
-  Notifier notify_;
-  pid_t self_ = getpid();
-
-  EventLoop loop_;
-  UniqueFd nudge_;  // workers' shared doorbell for accept balance (see daemon/worker.h)
-  ListenerSet listeners_;
-  WorkerPool pool_;
-
-  Generations gens_;
-
-  bool stopping_ = false;
-  bool reload_pending_ = false;  // asked for; starts at the top of a loop turn once no canary is out
-  std::optional<int> exit_code_;
-  std::string last_reload_ = "none";
-  bool config_unreadable_ = false;  // the last ReadConfig failed to read the file at all
-  TimePoint last_tick_{};
-  TimePoint last_watchdog_{};
-
-  AdminServer admin_{[this] { return TakeSnapshot(); }};
-  Activity activity_;  // reloads and restarts counted, start time
-
-  RepeatLog deaths_{kRepeatWindow, kRepeatBurst};
-  StraySignalLog strays_;
-  ReloadRequesters requesters_{self_};
-  std::optional<Identity> identity_;  // who we became after binding, when started as root
-};
+namespace rot13d::supervisor::internal {
 
 Status Supervisor::SetUp() {
   // A log line to a stderr pipe whose reader left must not kill the service.
@@ -140,32 +25,7 @@ Status Supervisor::SetUp() {
   return OkStatus();
 }
 
-std::optional<Config> Supervisor::ReadConfig(bool at_start) {
-  ConfigLoad load = at_start ? LoadStartConfig(options_.config_path, options_.config_path_given)
-                             : LoadConfigFile(options_.config_path);
-  OverrideListen(load, options_.listen);
-  config_unreadable_ = load.unreadable;
-  if (load.defaults) {
-    Log(LogLevel::kNotice, "no configuration file at " + options_.config_path +
-                               "; running on embedded defaults (listen 0.0.0.0:1067, workers \"auto\")");
-  }
-  if (!load.config) {
-    LogConfigErrors(load.errors);
-    if (!at_start) last_reload_ = "failed: " + load.errors.front().ToString();
-  }
-  return load.config;
-}
 
-// A new generation starts as the canary: its workers are spawned now, and it
-// takes over only once every one of them is accepting.
-void Supervisor::StartGeneration(const Config& config) {
-  auto now = Clock::now();
-  Generation& g = gens_.StartCanary(config, config.workers > 0 ? config.workers : AutoWorkerCount(),
-                                    now + policy_.boot_timeout);
-  pool_.AddGeneration(g.id, g.size, now);  // due at once: the planner spawns them
-  Log(LogLevel::kInfo, "starting generation " + Num(g.id) + " with " + Count(g.size, "worker"),
-      {{"GENERATION", Num(g.id)}});
-}
 
 SupervisorView Supervisor::View(TimePoint now) const {
   SupervisorView v;
@@ -235,52 +95,8 @@ void Supervisor::AbortHung(pid_t pid) {
   pool_.AbortHung(pid, policy_.hung_kill_grace);
 }
 
-void Supervisor::Promote() {
-  bool first = gens_.PromoteCanary();
-  const Generation& g = gens_.serving();
-  ConfigureLogging(g.config.log_level, g.config.log_target);
-  listeners_.ApplySettings(g.config);
-  // Retire every older generation: drain, then kill at the deadline.
-  size_t retiring = pool_.RetireAllBut(g.id, g.config.shutdown_timeout);
-  if (first) {
-    Log(LogLevel::kInfo, "ready: " + Count(g.size, "worker") + " of generation " + Num(g.id) + " accepting",
-        {{"GENERATION", Num(g.id)}});
-  } else {
-    last_reload_ = "ok (generation " + Num(g.id) + ")";
-    activity_.Count(ReloadResult::kOk);
-    Log(LogLevel::kNotice, "reload complete: generation " + Num(g.id) + " serving with " + Count(g.size, "worker") +
-                               "; retiring " + Count(retiring, "old worker"),
-        {{"GENERATION", Num(g.id)}});
-    requesters_.Answer(static_cast<int>(g.id));
-  }
-  notify_.Ready(StatusLine());
-  UpdateTitle();
-}
 
-// What ps and top show for the supervisor.
-void Supervisor::UpdateTitle() const {
-  SetProcTitle("rot13d: supervisor (generation " + Num(gens_.serving().id) + (stopping_ ? ", stopping)" : ")"));
-}
 
-// The planner has signalled the canary's workers; what is left is the record.
-void Supervisor::Abandon() {
-  Generation g = gens_.AbandonCanary();
-  std::string why = g.failure.empty() ? "its workers were not all accepting within " +
-                                            Num(static_cast<uint64_t>(policy_.boot_timeout.count() / 1000)) + " s"
-                                      : g.failure;
-  pool_.DropWaiting(g.id);
-  if (gens_.serving().id == 0 || gens_.serving().halted) {
-    Log(LogLevel::kError, "workers cannot boot: " + why + "; giving up", {{"GENERATION", Num(g.id)}});
-    return;
-  }
-  last_reload_ = "failed: new workers did not boot";
-  activity_.Count(ReloadResult::kBootFailed);
-  Log(LogLevel::kError, "reload failed: generation " + Num(g.id) + " abandoned (" + why + "); generation " +
-                            Num(gens_.serving().id) + " keeps serving",
-      {{"GENERATION", Num(g.id)}});
-  requesters_.Answer(kReloadBootFailed);
-  notify_.Ready(StatusLine());
-}
 
 void Supervisor::CloseRetiredListeners() {
   for (const std::string& n : listeners_.Unused(gens_.ConfigsInForce())) {
@@ -324,39 +140,7 @@ void Supervisor::Perform(const Action& a) {
   }
 }
 
-// At the top of a loop turn, never from inside the executor: a reload asked
-// for while a canary was out waits for it to settle.
-void Supervisor::StartReload() {
-  reload_pending_ = false;
-  requesters_.StartReload();  // whoever asked until now gets this reload's answer
-  notify_.Reloading();
-  Log(LogLevel::kInfo, "reloading configuration from " + options_.config_path,
-      {{"CONFIG_FILE", options_.config_path}});
-  std::optional<Config> config = ReadConfig(/*at_start=*/false);
-  if (!config) {
-    return FailReload(config_unreadable_ ? kReloadUnreadable : kReloadInvalidConfig,
-                      options_.config_path + (config_unreadable_ ? " cannot be read" : " is invalid"));
-  }
-  Status opened = listeners_.Open(*config, options_.config_path);
-  if (opened) opened = ServeAdmin(*config);
-  if (!opened) {
-    last_reload_ = "failed: " + opened.error().ToString();
-    return FailReload(kReloadCannotListen, opened.error().ToString());
-  }
-  if (auto ignored = IdentityChangeIgnored(identity_, *config)) Log(LogLevel::kWarning, *ignored);
-  StartGeneration(*config);
-}
 
-void Supervisor::FailReload(int answer, const std::string& why) {
-  activity_.Count(answer == kReloadUnreadable    ? ReloadResult::kUnreadable
-                  : answer == kReloadCannotListen ? ReloadResult::kCannotListen
-                                                   : ReloadResult::kInvalid);
-  Log(LogLevel::kError, "reload failed: " + why + "; keeping generation " + Num(gens_.serving().id) +
-                            " and its configuration",
-      {{"CONFIG_FILE", options_.config_path}});
-  notify_.Ready(StatusLine());
-  requesters_.Answer(answer);
-}
 
 void Supervisor::BeginStop(bool immediately) {
   if (!stopping_) {
@@ -410,22 +194,7 @@ void Supervisor::OnSignal(const signalfd_siginfo& si) {
   }
 }
 
-Status Supervisor::ServeAdmin(const Config& config) {
-  if (Status s = admin_.Serve(config.admin_listen); !s) return s;
-  loop_.WatchAlso(admin_.WatchFds());
-  return OkStatus();
-}
 
-Snapshot Supervisor::TakeSnapshot() const {
-  Snapshot snap = activity_.Snapshot(options_.version, self_);
-  snap.serving_generation = gens_.serving().id;
-  if (const Generation* canary = gens_.canary()) snap.canary_generation = canary->id;
-  snap.stopping = stopping_;
-  snap.last_reload = last_reload_;
-  snap.totals = pool_.Totals();
-  snap.workers = pool_.Describe();
-  return snap;
-}
 
 std::string Supervisor::StatusLine() const {
   StatusFigures f = pool_.Figures(gens_.serving().id);
@@ -534,10 +303,12 @@ int Supervisor::Run() {
   return *exit_code_;
 }
 
-}  // namespace
+}  // namespace rot13d::supervisor::internal
+
+namespace rot13d::supervisor {
 
 int Run(const Options& options) {
-  Supervisor supervisor(options);
+  internal::Supervisor supervisor(options);
   return supervisor.Run();
 }
 

@@ -1,0 +1,133 @@
+// The Supervisor's configurations and generations: reading the file, starting
+// a generation as the canary, promoting or abandoning it, and the reload that
+// ties them together.
+#include "supervisor/supervisor_impl.h"
+
+namespace rot13d::supervisor::internal {
+
+std::optional<Config> Supervisor::ReadConfig(bool at_start) {
+  ConfigLoad load = at_start ? LoadStartConfig(options_.config_path, options_.config_path_given)
+                             : LoadConfigFile(options_.config_path);
+  OverrideListen(load, options_.listen);
+  config_unreadable_ = load.unreadable;
+  if (load.defaults) {
+    Log(LogLevel::kNotice, "no configuration file at " + options_.config_path +
+                               "; running on embedded defaults (listen 0.0.0.0:1067, workers \"auto\")");
+  }
+  if (!load.config) {
+    LogConfigErrors(load.errors);
+    if (!at_start) last_reload_ = "failed: " + load.errors.front().ToString();
+  }
+  return load.config;
+}
+
+// A new generation starts as the canary: its workers are spawned now, and it
+// takes over only once every one of them is accepting.
+void Supervisor::StartGeneration(const Config& config) {
+  auto now = Clock::now();
+  Generation& g = gens_.StartCanary(config, config.workers > 0 ? config.workers : AutoWorkerCount(),
+                                    now + policy_.boot_timeout);
+  pool_.AddGeneration(g.id, g.size, now);  // due at once: the planner spawns them
+  Log(LogLevel::kInfo, "starting generation " + Num(g.id) + " with " + Count(g.size, "worker"),
+      {{"GENERATION", Num(g.id)}});
+}
+
+void Supervisor::Promote() {
+  bool first = gens_.PromoteCanary();
+  const Generation& g = gens_.serving();
+  ConfigureLogging(g.config.log_level, g.config.log_target);
+  listeners_.ApplySettings(g.config);
+  // Retire every older generation: drain, then kill at the deadline.
+  size_t retiring = pool_.RetireAllBut(g.id, g.config.shutdown_timeout);
+  if (first) {
+    Log(LogLevel::kInfo, "ready: " + Count(g.size, "worker") + " of generation " + Num(g.id) + " accepting",
+        {{"GENERATION", Num(g.id)}});
+  } else {
+    last_reload_ = "ok (generation " + Num(g.id) + ")";
+    activity_.Count(ReloadResult::kOk);
+    Log(LogLevel::kNotice, "reload complete: generation " + Num(g.id) + " serving with " + Count(g.size, "worker") +
+                               "; retiring " + Count(retiring, "old worker"),
+        {{"GENERATION", Num(g.id)}});
+    requesters_.Answer(static_cast<int>(g.id));
+  }
+  notify_.Ready(StatusLine());
+  UpdateTitle();
+}
+
+// What ps and top show for the supervisor.
+void Supervisor::UpdateTitle() const {
+  SetProcTitle("rot13d: supervisor (generation " + Num(gens_.serving().id) + (stopping_ ? ", stopping)" : ")"));
+}
+
+// The planner has signalled the canary's workers; what is left is the record.
+void Supervisor::Abandon() {
+  Generation g = gens_.AbandonCanary();
+  std::string why = g.failure.empty() ? "its workers were not all accepting within " +
+                                            Num(static_cast<uint64_t>(policy_.boot_timeout.count() / 1000)) + " s"
+                                      : g.failure;
+  pool_.DropWaiting(g.id);
+  if (gens_.serving().id == 0 || gens_.serving().halted) {
+    Log(LogLevel::kError, "workers cannot boot: " + why + "; giving up", {{"GENERATION", Num(g.id)}});
+    return;
+  }
+  last_reload_ = "failed: new workers did not boot";
+  activity_.Count(ReloadResult::kBootFailed);
+  Log(LogLevel::kError, "reload failed: generation " + Num(g.id) + " abandoned (" + why + "); generation " +
+                            Num(gens_.serving().id) + " keeps serving",
+      {{"GENERATION", Num(g.id)}});
+  requesters_.Answer(kReloadBootFailed);
+  notify_.Ready(StatusLine());
+}
+
+// At the top of a loop turn, never from inside the executor: a reload asked
+// for while a canary was out waits for it to settle.
+void Supervisor::StartReload() {
+  reload_pending_ = false;
+  requesters_.StartReload();  // whoever asked until now gets this reload's answer
+  notify_.Reloading();
+  Log(LogLevel::kInfo, "reloading configuration from " + options_.config_path,
+      {{"CONFIG_FILE", options_.config_path}});
+  std::optional<Config> config = ReadConfig(/*at_start=*/false);
+  if (!config) {
+    return FailReload(config_unreadable_ ? kReloadUnreadable : kReloadInvalidConfig,
+                      options_.config_path + (config_unreadable_ ? " cannot be read" : " is invalid"));
+  }
+  Status opened = listeners_.Open(*config, options_.config_path);
+  if (opened) opened = ServeAdmin(*config);
+  if (!opened) {
+    last_reload_ = "failed: " + opened.error().ToString();
+    return FailReload(kReloadCannotListen, opened.error().ToString());
+  }
+  if (auto ignored = IdentityChangeIgnored(identity_, *config)) Log(LogLevel::kWarning, *ignored);
+  StartGeneration(*config);
+}
+
+void Supervisor::FailReload(int answer, const std::string& why) {
+  activity_.Count(answer == kReloadUnreadable    ? ReloadResult::kUnreadable
+                  : answer == kReloadCannotListen ? ReloadResult::kCannotListen
+                                                   : ReloadResult::kInvalid);
+  Log(LogLevel::kError, "reload failed: " + why + "; keeping generation " + Num(gens_.serving().id) +
+                            " and its configuration",
+      {{"CONFIG_FILE", options_.config_path}});
+  notify_.Ready(StatusLine());
+  requesters_.Answer(answer);
+}
+
+Status Supervisor::ServeAdmin(const Config& config) {
+  if (Status s = admin_.Serve(config.admin_listen); !s) return s;
+  loop_.WatchAlso(admin_.WatchFds());
+  return OkStatus();
+}
+
+Snapshot Supervisor::TakeSnapshot() const {
+  Snapshot snap = activity_.Snapshot(options_.version, self_);
+  snap.serving_generation = gens_.serving().id;
+  if (const Generation* canary = gens_.canary()) snap.canary_generation = canary->id;
+  snap.stopping = stopping_;
+  snap.last_reload = last_reload_;
+  snap.totals = pool_.Totals();
+  snap.workers = pool_.Describe();
+  return snap;
+}
+
+}  // namespace rot13d::supervisor::internal
