@@ -291,8 +291,16 @@ step3() {
   dump=$(ct journalctl --after-cursor "$install_cursor" -u rot13d -o cat --no-pager 2>&1 |
            grep -E '^[a-z_]+ = ')
   pre=$(ct systemctl show -p ExecStartPre --value rot13d)
+  # The packaged admin endpoint answers root's rot13d --status inside the sandbox.
+  local table
+  table=$(ct rot13d --status 2>&1)
+  if ! printf '%s\n' "$table" | grep -q "pid $(main_pid)," || ! printf '%s\n' "$table" | grep -q " accepting "; then
+    printf '%s\n' "$table" | head -n 10 | sed 's/^/    /'
+    fail 3 "rot13d --status on the packaged admin socket did not show MainPID $(main_pid) and its workers"
+    return
+  fi
   if [ -z "$warnings" ] && [ -z "$dump" ]; then
-    pass 3 "stock install and start: journalctl -u rot13d -p warning empty (this container's loopback notice aside); no configuration printed into the journal (ExecStartPre: ${pre:-none})"
+    pass 3 "stock install and start: journalctl -u rot13d -p warning empty (this container's loopback notice aside); no configuration printed into the journal (ExecStartPre: ${pre:-none}); rot13d --status shows MainPID and its workers"
   else
     printf '%s\n' "$warnings" "$dump" | sed '/^$/d' | head -n 20 | sed 's/^/    /'
     fail 3 "stock start: $(printf '%s' "$warnings" | grep -c .) warnings, $(printf '%s' "$dump" | grep -c .) configuration lines in the journal"
