@@ -104,8 +104,12 @@ void Log(LogLevel level, std::string_view message, std::span<const LogField> fie
     tm local{};
     localtime_r(&ts.tv_sec, &local);
     char buf[40];
+    // Local time with its offset from UTC, so lines from hosts in other
+    // zones (or from before a DST change) still compare.
+    char zone[8];
     size_t n = strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &local);
-    std::snprintf(buf + n, sizeof buf - n, ".%03ld ", ts.tv_nsec / 1000000);
+    if (strftime(zone, sizeof zone, "%z", &local) == 0) zone[0] = '\0';
+    std::snprintf(buf + n, sizeof buf - n, ".%03ld%s ", ts.tv_nsec / 1000000, zone);
     line += buf;
   }
   line += "rot13d[" + std::to_string(getpid()) + "] " + LogLevelName(level) + ": ";

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <regex>
 
 #include "tests/blackbox/daemon_test.h"
 
@@ -114,6 +115,9 @@ TEST_F(CliTest, ListenOptionReplacesTheFilesAddresses) {
   EXPECT_FALSE(Client::Connect(address(), 500ms).connected()) << "a reload keeps the command line's addresses";
   std::string first = daemon_->Log().substr(0, daemon_->Log().find('\n'));
   EXPECT_NE(first.find("info: rot13d "), std::string::npos) << first;
+  // Local time with its UTC offset, to the millisecond.
+  EXPECT_TRUE(std::regex_search(first, std::regex(R"(^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}[+-]\d{4} rot13d\[)")))
+      << first;
   EXPECT_NE(first.find(" starting (pid " + std::to_string(daemon_->pid()) + ") with " + dir_.File("rot13d.toml")),
             std::string::npos)
       << first;

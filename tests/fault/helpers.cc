@@ -156,18 +156,21 @@ std::vector<LogLine> ParseLog(const std::string& text) {
   std::string line;
   while (std::getline(in, line)) {
     tm t{};
-    int ms = 0, pid = 0, consumed = 0;
+    int ms = 0, pid = 0, consumed = 0, zone_h = 0, zone_m = 0;
+    char sign = '+';
     char level[16] = {};
-    if (std::sscanf(line.c_str(), "%d-%d-%d %d:%d:%d.%d rot13d[%d] %15[a-z]: %n", &t.tm_year, &t.tm_mon,
-                    &t.tm_mday, &t.tm_hour, &t.tm_min, &t.tm_sec, &ms, &pid, level, &consumed) < 9 ||
+    // "2026-12-01 12:54:04.091+0100 rot13d[812] info: ..."
+    if (std::sscanf(line.c_str(), "%d-%d-%d %d:%d:%d.%3d%c%2d%2d rot13d[%d] %15[a-z]: %n", &t.tm_year, &t.tm_mon,
+                    &t.tm_mday, &t.tm_hour, &t.tm_min, &t.tm_sec, &ms, &sign, &zone_h, &zone_m, &pid, level,
+                    &consumed) < 12 ||
         consumed == 0) {
       continue;
     }
     t.tm_year -= 1900;
     t.tm_mon -= 1;
-    t.tm_isdst = -1;
+    const int offset = (sign == '-' ? -1 : 1) * (zone_h * 3600 + zone_m * 60);
     LogLine l;
-    l.wall_seconds = static_cast<double>(mktime(&t)) + ms / 1000.0;
+    l.wall_seconds = static_cast<double>(timegm(&t) - offset) + ms / 1000.0;
     l.at = steady_now - std::chrono::duration_cast<Clock::duration>(
                             std::chrono::duration<double>(wall_now_s - l.wall_seconds));
     l.pid = pid;

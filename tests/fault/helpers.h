@@ -83,7 +83,7 @@ struct LogLine {
   std::string level;
   std::string message;
 };
-// Parses the daemon's stderr log ("YYYY-mm-dd HH:MM:SS.mmm rot13d[PID] level: message").
+// Parses the daemon's stderr log ("YYYY-mm-dd HH:MM:SS.mmm+ZZZZ rot13d[PID] level: message").
 std::vector<LogLine> ParseLog(const std::string& text);
 
 // ---------------------------------------------------------------- figures
