@@ -21,16 +21,23 @@ void InitProcTitle(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (argv[i] == end) end += std::strlen(argv[i]) + 1;
   }
-  size_t env_count = 0;
-  for (char** e = environ; e && *e; ++e) ++env_count;
   // The environment strings usually follow argv: take them too, after
-  // copying them to the heap. (Never freed: they live as long as the process.)
-  char** moved = static_cast<char**>(std::calloc(env_count + 1, sizeof(char*)));
-  if (!moved) return;
+  // copying them to the heap, in one block held here for the life of the
+  // process (so that strings unsetenv drops are still ours, not a leak).
+  size_t env_count = 0, env_bytes = 0;
+  for (char** e = environ; e && *e; ++e, ++env_count) env_bytes += std::strlen(*e) + 1;
+  static char** moved = nullptr;
+  static char* strings = nullptr;
+  moved = static_cast<char**>(std::calloc(env_count + 1, sizeof(char*)));
+  strings = static_cast<char*>(std::malloc(env_bytes + 1));
+  if (!moved || !strings) return;  // out of memory: leave everything as it was
+  char* next = strings;
   for (size_t i = 0; i < env_count; ++i) {
     if (environ[i] == end) end += std::strlen(environ[i]) + 1;
-    moved[i] = strdup(environ[i]);
-    if (!moved[i]) return;  // out of memory: leave everything as it was
+    size_t n = std::strlen(environ[i]) + 1;
+    std::memcpy(next, environ[i], n);
+    moved[i] = next;
+    next += n;
   }
   environ = moved;
   area = argv[0];
