@@ -56,6 +56,56 @@ TEST(EndpointTest, Rejects) {
   }
 }
 
+TEST(EndpointTest, SocatTcpPrefixes) {
+  EXPECT_EQ(Parsed("tcp:127.0.0.1:2000").ToString(), "127.0.0.1:2000");
+  EXPECT_EQ(Parsed("TCP:localhost:2000").ToString(), "localhost:2000");
+  EXPECT_EQ(Parsed("tcp:[::1]:2000").ToString(), "[::1]:2000");
+  EXPECT_EQ(Parsed("tcp4:localhost:7").family, Family::kIpv4);
+  EXPECT_EQ(Parsed("tcp6:localhost:7").family, Family::kIpv6);
+  EXPECT_EQ(Parsed("tcp:localhost:7").family, Family::kAny);
+  // Without a port after it, the prefix is a host name: "tcp:80" as before.
+  EXPECT_EQ(Parsed("tcp:80").ToString(), "tcp:80");
+  EXPECT_FALSE(Resolve(Parsed("tcp4:127.0.0.1:5"), Family::kIpv6).ok()) << "-6 with tcp4:";
+  auto v4 = Resolve(Parsed("tcp4:localhost:5"));
+  ASSERT_TRUE(v4.ok()) << v4.error().ToString();
+  for (const SocketAddress& a : *v4) EXPECT_EQ(a.family(), AF_INET) << a.ToString();
+}
+
+TEST(EndpointTest, HostAndPortAsTwoArguments) {
+  auto two = [](std::string_view host, std::string_view port) {
+    auto e = ParseEndpoint(host, port);
+    return e ? e->ToString() : "error: " + e.error().message();
+  };
+  EXPECT_EQ(two("127.0.0.1", "2000"), "127.0.0.1:2000");
+  EXPECT_EQ(two("example.org", "7"), "example.org:7");
+  EXPECT_EQ(two("::1", "2000"), "[::1]:2000");
+  EXPECT_EQ(two("[::1]", "2000"), "[::1]:2000");
+  for (auto [host, port] : std::vector<std::pair<const char*, const char*>>{
+           {"127.0.0.1", "0"}, {"127.0.0.1", "http"}, {"127.0.0.1:5", "6"}, {"unix:/x.sock", "6"}, {"a b", "6"}}) {
+    EXPECT_FALSE(ParseEndpoint(host, port).ok()) << host << " " << port;
+  }
+  std::vector<std::string> args;
+  EXPECT_EQ(ParseEndpointArgs(args)->ToString(), "localhost:1067");
+  args = {"[::1]:5"};
+  EXPECT_EQ(ParseEndpointArgs(args)->ToString(), "[::1]:5");
+  args = {"localhost", "5"};
+  EXPECT_EQ(ParseEndpointArgs(args)->ToString(), "localhost:5");
+}
+
+// The hint names what was typed, never a made-up address.
+TEST(EndpointTest, HintsShowTheTypedAddress) {
+  auto message = [](std::string_view text) {
+    auto e = ParseEndpoint(text);
+    return e ? std::string("parsed") : e.error().message();
+  };
+  EXPECT_NE(message("::ffff:10.0.0.1:2000").find("[::ffff:10.0.0.1]:2000"), std::string::npos)
+      << message("::ffff:10.0.0.1:2000");
+  std::string m = message("udp:127.0.0.1:2000");
+  EXPECT_NE(m.find("tcp:HOST:PORT"), std::string::npos) << m;
+  EXPECT_EQ(m.find("1067"), std::string::npos) << m;
+  EXPECT_EQ(m.find("brackets"), std::string::npos) << m;
+}
+
 TEST(EndpointTest, ResolvesNumericAndUnixAddresses) {
   auto v4 = Resolve(Parsed("127.0.0.1:5"));
   ASSERT_TRUE(v4.ok());
