@@ -41,7 +41,8 @@ constexpr const char* kUsage =
     "  -v, --version                print the version\n"
     "\n"
     "Exit status: 0 ok, 1 other I/O error, 2 usage, 3 bad address or unknown host,\n"
-    "4 connection refused, 5 connection reset, 6 timeout. See rot13(1).\n";
+    "4 connection refused, 5 connection reset, 6 timeout, 7 the server closed before\n"
+    "all input was sent or answered. See rot13(1).\n";
 
 int Usage(const std::string& message) {
   std::fprintf(stderr, "rot13: %s\nTry 'rot13 --help'.\n", message.c_str());

@@ -176,6 +176,26 @@ TEST_F(Rot13ClientTest, ResetExits5) {
   EXPECT_NE(r.err.find("reset"), std::string::npos) << r.err;
 }
 
+// A server that closes before it answered all the input is a failure, not
+// success: exit status 7, as rot13-bench's "too few bytes".
+TEST_F(Rot13ClientTest, ServerClosingBeforeAnsweringAllExits7) {
+  TestServer partial(TestServer::AnswersOnly(5));
+  ToolResult r = Rot13({partial.address()}, Text("Hello, world"));
+  EXPECT_EQ(r.exit_code, kExitMismatch) << r.err;
+  EXPECT_EQ(r.out, "Uryyb") << "what did come is still written out";
+  EXPECT_NE(r.err.find("after answering 5 of 12 bytes"), std::string::npos) << r.err;
+
+  TestServer early(TestServer::HalfClosesAfter(1000));
+  ToolInput in;
+  in.size = 1ull << 30;  // far more than goes through before the close is seen
+  in.produce = [](uint64_t, char* buffer, size_t n) { std::memset(buffer, 'a', n); };
+  r = Rot13({early.address()}, in, {}, 30s);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, kExitMismatch) << r.err;
+  EXPECT_EQ(r.out, std::string(1000, 'n'));
+  EXPECT_NE(r.err.find("before all input was sent"), std::string::npos) << r.err;
+}
+
 TEST_F(Rot13ClientTest, IdleTimeoutExits6) {
   TestServer server(TestServer::Silent);
   ToolResult r = Rot13({"-w", "0.5", server.address()}, Text("Hello"));
