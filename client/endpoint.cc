@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -265,6 +267,13 @@ Result<PendingConnect> StartConnect(const SocketAddress& address, SocketBuffers 
   }
   if (buffers.send > 0 && setsockopt(p.fd.get(), SOL_SOCKET, SO_SNDBUF, &buffers.send, sizeof buffers.send) != 0) {
     return ErrnoErr() << "SO_SNDBUF";
+  }
+  if (address.family() != AF_UNIX) {
+    // Both tools write a message whole and wait for its whole answer; Nagle
+    // would hold back a message's tail (or a piece of standard input) until
+    // the previous segment is acknowledged, and the server delays that ACK.
+    int one = 1;
+    if (setsockopt(p.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) return ErrnoErr() << "TCP_NODELAY";
   }
   if (connect(p.fd.get(), address.get(), address.length) == 0) {
     p.connected = true;

@@ -75,8 +75,9 @@ FailureKind ClassifyErrno(int err);
 // The exit code for a failure of this kind (client/exit_codes.h).
 int ExitCodeFor(FailureKind kind);
 
-// Starts a non-blocking connect: the socket (CLOEXEC, O_NONBLOCK) and whether
-// the connection is already complete (Unix sockets and some loopback cases).
+// Starts a non-blocking connect: the socket (CLOEXEC, O_NONBLOCK; TCP_NODELAY
+// for TCP) and whether the connection is already complete (Unix sockets and
+// some loopback cases). Every connection of both tools starts here.
 struct PendingConnect {
   UniqueFd fd;
   bool connected = false;

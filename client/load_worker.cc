@@ -1,7 +1,6 @@
 #include "client/load_worker.h"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -208,13 +207,7 @@ void LoadWorker::BeginSession(Conn& c) {
   c.state = Conn::State::kConnecting;
   auto pending = StartConnect(options_.address, options_.buffers);
   if (!pending) return Fail(c, ClassifyErrno(pending.error().errno_value()), pending.error().ToString());
-  c.fd = std::move(pending->fd);
-  if (options_.address.family() != AF_UNIX) {
-    // Messages go out whole at once; Nagle would hold back the tail of one
-    // larger than a segment until the previous segment is acknowledged.
-    int one = 1;
-    setsockopt(c.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
+  c.fd = std::move(pending->fd);  // with TCP_NODELAY, as every connection of the tools
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = static_cast<uint64_t>(&c - conns_.data());

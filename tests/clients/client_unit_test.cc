@@ -2,7 +2,13 @@
 // the verification pattern and JSON strings.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <cerrno>
+#include <cstring>
 #include <random>
 
 #include "client/args.h"
@@ -137,6 +143,35 @@ TEST(EndpointTest, FailureKindsAndExitCodes) {
   EXPECT_EQ(ExitCodeFor(FailureKind::kReset), 5);
   EXPECT_EQ(ExitCodeFor(FailureKind::kTimeout), 6);
   EXPECT_EQ(ExitCodeFor(FailureKind::kMismatch), 7);
+}
+
+// Every connection of both tools goes through StartConnect: TCP ones must not
+// wait for a delayed ACK before the tail of a message or a piece of input.
+TEST(EndpointTest, TcpConnectionsHaveNoDelay) {
+  for (int family : {AF_INET, AF_INET6}) {
+    SCOPED_TRACE(family == AF_INET ? "IPv4" : "IPv6");
+    UniqueFd listener(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(listener.valid());
+    sockaddr_storage ss{};
+    socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    ss.ss_family = static_cast<sa_family_t>(family);
+    if (family == AF_INET) {
+      reinterpret_cast<sockaddr_in*>(&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else {
+      reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr = in6addr_loopback;
+    }
+    ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&ss), len), 0) << std::strerror(errno);
+    ASSERT_EQ(listen(listener.get(), 4), 0);
+    SocketAddress address;
+    address.length = sizeof address.storage;
+    ASSERT_EQ(getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address.storage), &address.length), 0);
+    auto connection = ConnectAny({address}, std::chrono::milliseconds(2000));
+    ASSERT_TRUE(connection.ok()) << connection.error().ToString();
+    int nodelay = 0;
+    socklen_t size = sizeof nodelay;
+    ASSERT_EQ(getsockopt(connection->fd.get(), IPPROTO_TCP, TCP_NODELAY, &nodelay, &size), 0);
+    EXPECT_EQ(nodelay, 1);
+  }
 }
 
 TEST(ArgsTest, Sizes) {
