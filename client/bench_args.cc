@@ -13,8 +13,8 @@ namespace {
 
 constexpr const char* kUsage =
     "Usage: rot13-bench stream  [-c N] [-n BYTES]                  [OPTIONS] [ADDRESS]\n"
-    "       rot13-bench rr      [-c N] [-s SIZE] [-d SECS] [-r N]  [OPTIONS] [ADDRESS]\n"
-    "       rot13-bench connect [-c N] [-s SIZE] [-d SECS] [-r N]  [OPTIONS] [ADDRESS]\n"
+    "       rot13-bench rr      [-c N] [-s SIZE] [-d TIME] [-r N]  [OPTIONS] [ADDRESS]\n"
+    "       rot13-bench connect [-c N] [-s SIZE] [-d TIME] [-r N]  [OPTIONS] [ADDRESS]\n"
     "       rot13-bench --version | --help\n"
     "\n"
     "Loads a rot13 server and checks every byte it answers.\n"
@@ -32,19 +32,22 @@ constexpr const char* kUsage =
     "  -n, --bytes BYTES     stream: bytes per connection, suffix K, M or G\n"
     "                        (default 64M)\n"
     "  -s, --size SIZE       rr, connect: message size (default: rr 64, connect 16)\n"
-    "  -d, --duration SECS   rr, connect: length of the run (default 10)\n"
+    "  -d, --duration TIME   rr, connect: length of the run (default 10s)\n"
     "  -r, --requests N      rr, connect: stop after N messages or cycles in all\n"
     "  -t, --threads T       event-loop threads (default 1)\n"
     "      --idle K          hold K more connections open and idle for the run\n"
     "      --expect rot13|echo  what the server does to each byte (default rot13)\n"
-    "      --timeout SECS    a connection that makes no progress for SECS fails\n"
-    "                        (default 10)\n"
-    "      --max-time SECS   end the whole run after SECS (default 600)\n"
+    "      --timeout TIME    a connection that makes no progress for TIME fails\n"
+    "                        (default 10s)\n"
+    "      --max-time TIME   end the whole run after TIME (default 10m)\n"
     "      --json            print the result as one JSON object\n"
     "  -q, --quiet           no progress line (shown only when stderr is a terminal)\n"
     "  -4, --ipv4 / -6, --ipv6  use only IPv4 / IPv6 addresses of HOST\n"
     "  -h, --help            print this help\n"
     "      --version         print the version\n"
+    "\n"
+    "A TIME is a number with a unit, us, ms, s, m or h (10s, 500ms, 2m); a plain\n"
+    "number is seconds.\n"
     "\n"
     "Exit status: 0 ok, 1 failures during the run, 2 usage, 3 bad address,\n"
     "4 refused, 5 reset, 6 timeout or --max-time, 7 mismatch (a wrong byte),\n"
@@ -131,7 +134,7 @@ Status ApplyNumber(int c, std::string_view value, BenchConfig& config, Given& gi
 
 // -d, --timeout and --max-time; `name` is the option as it was given.
 Status ApplyDuration(int c, std::string_view value, std::string_view name, BenchConfig& config, Given& given) {
-  auto d = ParseSeconds(value);
+  auto d = ParseDuration(value);
   if (!d || d->count() == 0) {
     return Err() << name << ": " << (d ? std::string("must be more than 0") : d.error().ToString());
   }

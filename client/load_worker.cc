@@ -188,7 +188,7 @@ void LoadWorker::ScanTimeouts(LoadClock::time_point now) {
     if (c.state != Conn::State::kConnecting && c.state != Conn::State::kActive) continue;
     if (now - c.last_progress < options_.timeout) continue;
     std::string what = c.state == Conn::State::kConnecting ? "connect: no answer within " : "no progress for ";
-    Fail(c, FailureKind::kTimeout, what + FormatSeconds(options_.timeout));
+    Fail(c, FailureKind::kTimeout, what + FormatDuration(options_.timeout));
   }
 }
 

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <vector>
 
+#include "client/args.h"
+
 namespace rot13d::client {
 namespace {
 
@@ -67,7 +69,7 @@ class Relayer {
       }
       if (ready == 0) {
         if (IdleExpired()) {
-          return Fail(FailureKind::kTimeout, "timed out: nothing sent or received for " + FormatIdle());
+          return Fail(FailureKind::kTimeout, "timed out: nothing sent or received for " + FormatDuration(options_.idle_timeout));
         }
         continue;
       }
@@ -155,12 +157,6 @@ class Relayer {
 
   bool IdleExpired() const {
     return options_.idle_timeout.count() != 0 && Clock::now() >= last_activity_ + options_.idle_timeout;
-  }
-
-  std::string FormatIdle() const {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g s", static_cast<double>(options_.idle_timeout.count()) / 1e9);
-    return buf;
   }
 
   // Standard input may be a terminal, pipe, file or /dev/null; POLLHUP or

@@ -23,7 +23,7 @@ namespace rot13d::client {
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: rot13 [-4|-6] [--connect-timeout SECONDS] [-w SECONDS] [ADDRESS | HOST PORT]\n"
+    "Usage: rot13 [-4|-6] [--connect-timeout TIME] [-w TIME] [ADDRESS | HOST PORT]\n"
     "       rot13 --version | --help\n"
     "\n"
     "Sends standard input to a rot13 server and writes its answer to standard\n"
@@ -34,11 +34,14 @@ constexpr const char* kUsage =
     "\n"
     "  -4, --ipv4                   use IPv4 addresses of HOST only\n"
     "  -6, --ipv6                   use IPv6 addresses of HOST only\n"
-    "      --connect-timeout SECS   give up on each address after SECS (default 10)\n"
-    "  -w, --timeout SECS           give up when nothing is sent or received for\n"
-    "                               SECS (default 0: wait forever)\n"
+    "      --connect-timeout TIME   give up on each address after TIME (default 10s)\n"
+    "  -w, --timeout TIME           give up when nothing is sent or received for\n"
+    "                               TIME (default 0: wait forever)\n"
     "  -h, --help                   print this help\n"
     "  -v, --version                print the version\n"
+    "\n"
+    "A TIME is a number with a unit, us, ms, s, m or h (10s, 500ms, 2m); a plain\n"
+    "number is seconds.\n"
     "\n"
     "Exit status: 0 ok, 1 other I/O error, 2 usage, 3 bad address or unknown host,\n"
     "4 connection refused, 5 connection reset, 6 timeout, 7 the server closed before\n"
@@ -93,12 +96,12 @@ Result<Rot13Args> ParseArgs(int argc, char** argv) {
       case '6': args.family = Family::kIpv6; break;
       case kConnectTimeout:
       case 'w': {
-        auto seconds = ParseSeconds(optarg);
-        if (!seconds) return Err() << seconds.error().ToString();
+        auto duration = ParseDuration(optarg);
+        if (!duration) return Err() << duration.error().ToString();
         if (c == 'w') {
-          args.relay.idle_timeout = *seconds;
+          args.relay.idle_timeout = *duration;
         } else {
-          args.connect_timeout = *seconds;
+          args.connect_timeout = *duration;
           if (args.connect_timeout.count() == 0) return Err() << "--connect-timeout must be more than 0";
         }
         break;

@@ -187,11 +187,41 @@ TEST(ArgsTest, Sizes) {
   }
 }
 
-TEST(ArgsTest, Seconds) {
-  EXPECT_EQ(ParseSeconds("10")->count(), 10'000'000'000);
-  EXPECT_EQ(ParseSeconds("0.5")->count(), 500'000'000);
-  EXPECT_EQ(ParseSeconds("0")->count(), 0);
-  for (const char* bad : {"", "-1", "soon", "1s", "nan", "inf", "1e12"}) EXPECT_FALSE(ParseSeconds(bad).ok()) << bad;
+TEST(ArgsTest, Durations) {
+  // Plain numbers are seconds, as before.
+  EXPECT_EQ(ParseDuration("10")->count(), 10'000'000'000);
+  EXPECT_EQ(ParseDuration("0.5")->count(), 500'000'000);
+  EXPECT_EQ(ParseDuration("0")->count(), 0);
+  // wrk's units.
+  EXPECT_EQ(ParseDuration("10s")->count(), 10'000'000'000);
+  EXPECT_EQ(ParseDuration("500ms")->count(), 500'000'000);
+  EXPECT_EQ(ParseDuration("2m")->count(), 120'000'000'000);
+  EXPECT_EQ(ParseDuration("1.5h")->count(), 5'400'000'000'000);
+  EXPECT_EQ(ParseDuration("250us")->count(), 250'000);
+  EXPECT_EQ(ParseDuration("366d").ok(), false) << "no days";
+  for (const char* bad : {"", "-1", "-1s", "soon", "s", "1 s", "1S", "1sec", "1e3", "nan", "inf", "367h0", "9000h"}) {
+    EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
+  }
+}
+
+TEST(ArgsTest, FormattedAsTyped) {
+  using namespace std::chrono_literals;
+  EXPECT_EQ(FormatDuration(10s), "10s");
+  EXPECT_EQ(FormatDuration(1500ms), "1.5s");
+  EXPECT_EQ(FormatDuration(500ms), "500ms");
+  EXPECT_EQ(FormatDuration(2min), "2m");
+  EXPECT_EQ(FormatDuration(90s), "90s");
+  EXPECT_EQ(FormatDuration(1h), "1h");
+  EXPECT_EQ(FormatDuration(250us), "250us");
+  for (std::chrono::nanoseconds d : {std::chrono::nanoseconds(10s), std::chrono::nanoseconds(1500ms),
+                                      std::chrono::nanoseconds(2min), std::chrono::nanoseconds(90s)}) {
+    EXPECT_EQ(*ParseDuration(FormatDuration(d)), d) << FormatDuration(d);
+  }
+  EXPECT_EQ(FormatSize(64ull << 20), "64 MiB");
+  EXPECT_EQ(FormatSize(2ull << 30), "2 GiB");
+  EXPECT_EQ(FormatSize(1536), "1.5 KiB");
+  EXPECT_EQ(FormatSize(100), "100 bytes");
+  EXPECT_EQ(FormatSize(1), "1 byte");
 }
 
 TEST(HistogramTest, BucketsAreContiguousAndNarrow) {

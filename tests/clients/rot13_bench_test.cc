@@ -111,6 +111,26 @@ TEST_F(BenchTest, RequestLimitEndsTheRunEarly) {
   EXPECT_EQ(Num(j, "cycles"), 50);
 }
 
+// wrk's durations: a unit, or a plain number of seconds.
+TEST_F(BenchTest, DurationsTakeUnits) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"rr", "-c", "2", "-d", "700ms", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_NEAR(Num(j, "duration_s"), 0.7, 1e-9);
+  EXPECT_GE(Num(j, "seconds"), 0.69);
+  EXPECT_LT(Num(j, "seconds"), 2);
+  j = BenchJson({"connect", "-c", "2", "-d", "0.3", "--timeout", "2s", "--max-time", "1m", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_NEAR(Num(j, "duration_s"), 0.3, 1e-9);
+  // 2m is longer than a --max-time of 90s: the units were understood.
+  ToolResult r = Bench({"rr", "-d", "2m", "--max-time", "90s", v4()});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
+  EXPECT_NE(r.err.find("-d is longer than --max-time"), std::string::npos) << r.err;
+  r = Bench({"rr", "-d", "10sec", v4()});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
+  EXPECT_NE(r.err.find("10s, 500ms, 2m"), std::string::npos) << "the error shows the forms: " << r.err;
+}
+
 TEST_F(BenchTest, IdleConnectionsStayOpenThroughTheRun) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon());
   Json j = BenchJson({"rr", "-c", "2", "-d", "0.5", "--idle", "300", v4()}, kExitOk);

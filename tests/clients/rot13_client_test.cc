@@ -198,7 +198,7 @@ TEST_F(Rot13ClientTest, ServerClosingBeforeAnsweringAllExits7) {
 
 TEST_F(Rot13ClientTest, IdleTimeoutExits6) {
   TestServer server(TestServer::Silent);
-  ToolResult r = Rot13({"-w", "0.5", server.address()}, Text("Hello"));
+  ToolResult r = Rot13({"-w", "500ms", server.address()}, Text("Hello"));
   EXPECT_EQ(r.exit_code, kExitTimeout) << r.err;
   EXPECT_NE(r.err.find("timed out"), std::string::npos) << r.err;
   EXPECT_GE(r.elapsed, 450ms);
