@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "client/bench.h"
 #include "client/endpoint.h"
@@ -13,7 +14,8 @@ struct BenchArgs {
   enum class Action { kRun, kHelp, kVersion };
   Action action = Action::kRun;
   BenchConfig config;  // all but the address, with the mode's defaults
-  std::string address;  // as given; empty for the default
+  bool mode_given = false;  // or rr by default
+  std::vector<std::string> address;  // ADDRESS, HOST PORT, or none for the default
   Family family = Family::kAny;
   bool json = false;
 };

@@ -91,7 +91,7 @@ int Report(const BenchConfig& config, const BenchResult& result, bool json) {
 
 int Run(BenchArgs& args) {
   BenchConfig& config = args.config;
-  auto endpoint = ParseEndpoint(args.address);
+  auto endpoint = ParseEndpointArgs(args.address);
   if (!endpoint) {
     std::fprintf(stderr, "rot13-bench: %s\n", endpoint.error().ToString().c_str());
     return kExitBadAddress;
@@ -100,7 +100,11 @@ int Run(BenchArgs& args) {
   if (!EnoughFiles(config)) return kExitIoError;
   auto addresses = Resolve(*endpoint, args.family);
   if (!addresses) {
-    std::fprintf(stderr, "rot13-bench: %s\n", addresses.error().ToString().c_str());
+    // "rot13-bench strem": a mistyped mode reads as a host name.
+    bool maybe_mode = !args.mode_given && args.address.size() == 1 &&
+                      args.address[0].find_first_of(":./") == std::string::npos;
+    std::fprintf(stderr, "rot13-bench: %s%s\n", addresses.error().ToString().c_str(),
+                 maybe_mode ? " (it is no mode either: the modes are rr, connect and stream)" : "");
     return kExitBadAddress;
   }
   config.address = addresses->front();

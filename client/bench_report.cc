@@ -3,6 +3,8 @@
 #include <cstdarg>
 #include <cstdio>
 
+#include "client/args.h"
+
 namespace rot13d::client {
 namespace {
 
@@ -56,7 +58,8 @@ std::string FormatSummary(const BenchConfig& config, const BenchResult& r) {
                            config.address.ToString().c_str(), ExpectName(config.expect),
                            Plural(config.connections, "connection").c_str());
   if (config.mode == Mode::kStream) {
-    out += Printf(" of %.1f MiB each", static_cast<double>(config.bytes) / kMiB);
+    if (config.bytes > 0) out += Printf(" of %.1f MiB each", static_cast<double>(config.bytes) / kMiB);
+    if (config.duration.count() > 0) out += " for " + FormatDuration(config.duration);
   } else {
     out += ", " + std::to_string(config.size) + "-byte messages";
   }
@@ -67,7 +70,7 @@ std::string FormatSummary(const BenchConfig& config, const BenchResult& r) {
   const double sent_mib = static_cast<double>(r.bytes_sent) / kMiB;
   const double received_mib = static_cast<double>(r.bytes_received) / kMiB;
   if (config.mode == Mode::kStream) {
-    out += Printf("  done       %llu of %u connections\n", static_cast<unsigned long long>(r.requests),
+    if (config.bytes > 0) out += Printf("  done       %llu of %u connections\n", static_cast<unsigned long long>(r.requests),
                   config.connections);
   } else {
     out += Printf("  %-10s %llu (%.1f/s)\n", config.mode == Mode::kConnect ? "cycles" : "requests",
@@ -126,7 +129,7 @@ std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit
   field("idle", integer(config.idle));
   field("bytes_per_connection", integer(config.mode == Mode::kStream ? config.bytes : 0));
   field("message_size", integer(timed ? config.size : 0));
-  field("duration_s", number(timed ? static_cast<double>(config.duration.count()) / 1e9 : 0.0));
+  field("duration_s", number(static_cast<double>(config.duration.count()) / 1e9));
   field("seconds", Printf("%.6f", seconds));  // short runs: milliseconds matter for the rates
   field("complete", r.complete() ? "true" : "false");
   field("bytes", integer(r.bytes_received));

@@ -131,6 +131,46 @@ TEST_F(BenchTest, DurationsTakeUnits) {
   EXPECT_NE(r.err.find("10s, 500ms, 2m"), std::string::npos) << "the error shows the forms: " << r.err;
 }
 
+// Without a mode, rr; the address may be HOST PORT.
+TEST_F(BenchTest, DefaultModeIsRr) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"-c", "2", "-d", "300ms", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["mode"].string, "rr");
+  EXPECT_EQ(Num(j, "message_size"), 64);
+  EXPECT_GT(Num(j, "requests"), 0);
+  j = BenchJson({"-c", "2", "-d", "300ms", "127.0.0.1", std::to_string(port_)}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["mode"].string, "rr");
+  EXPECT_EQ(j["address"].string, v4());
+  j = BenchJson({"stream", "-c", "1", "-n", "64K", "::1", std::to_string(port6_)}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["address"].string, v6());
+}
+
+// iperf3's habit: a stream that runs for a time rather than a number of bytes.
+TEST_F(BenchTest, StreamForADuration) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"stream", "-c", "2", "-d", "500ms", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["mode"].string, "stream");
+  EXPECT_NEAR(Num(j, "duration_s"), 0.5, 1e-9);
+  EXPECT_EQ(Num(j, "bytes_per_connection"), 0) << "no byte limit with -d alone";
+  EXPECT_GE(Num(j, "seconds"), 0.49);
+  EXPECT_LT(Num(j, "seconds"), 2);
+  EXPECT_GT(Num(j, "bytes"), 1 << 20) << "a loopback stream moves more than a MiB in half a second";
+  EXPECT_GE(Num(j, "bytes_sent"), Num(j, "bytes"));
+  EXPECT_EQ(Num(j, "requests"), 0) << "no connection ran out of bytes";
+  EXPECT_GT(Num(j, "mib_per_s"), 0);
+
+  // -n and -d together: whichever ends first; here the bytes.
+  j = BenchJson({"stream", "-c", "2", "-n", "1M", "-d", "30s", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(Num(j, "requests"), 2);
+  EXPECT_EQ(Num(j, "bytes"), 2 << 20);
+  EXPECT_LT(Num(j, "seconds"), 20);
+}
+
 TEST_F(BenchTest, IdleConnectionsStayOpenThroughTheRun) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon());
   Json j = BenchJson({"rr", "-c", "2", "-d", "0.5", "--idle", "300", v4()}, kExitOk);
@@ -248,17 +288,25 @@ TEST_F(BenchTest, NoServerExits4) {
 }
 
 TEST_F(BenchTest, BadAddressExits3) {
-  ToolResult r = Bench({"rr", "127.0.0.1:0"});
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"rr", "127.0.0.1:0"}, {"stream", "[::1"}, {"rr", "a:1", "b:2"}, {"127.0.0.1", "0"}}) {
+    SCOPED_TRACE(args[0] + " " + args[1]);
+    ToolResult r = Bench(args);
+    EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
+  }
+  // A mistyped mode reads as a host name; when that does not resolve, the
+  // message says that it is no mode either. The resolver is told not to wait long.
+  ToolResult r = RunTool({BenchPath(), "strem"}, {}, {}, 20s, {"RES_OPTIONS=timeout:1 attempts:1"});
   EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
-  r = Bench({"stream", "[::1"});
-  EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
+  EXPECT_NE(r.err.find("cannot resolve \"strem\""), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the modes are rr, connect and stream"), std::string::npos) << r.err;
 }
 
 TEST_F(BenchTest, UsageErrorsExit2) {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {}, {"walk"}, {"stream", "-d", "1"}, {"stream", "-s", "10"}, {"rr", "-n", "1M"}, {"rr", "-c", "0"},
-           {"rr", "--expect", "rot47"}, {"rr", "-d", "0"}, {"rr", "-d", "700"}, {"rr", "a:1", "b:2"},
-           {"connect", "--bogus"}}) {
+           {"walk", "a:1"}, {"walk", "a", "1"}, {"stream", "-r", "5"}, {"stream", "-s", "10"}, {"rr", "-n", "1M"},
+           {"rr", "-c", "0"}, {"rr", "--expect", "rot47"}, {"rr", "-d", "0"}, {"rr", "-d", "700"},
+           {"stream", "-d", "11m"}, {"rr", "a", "1", "2"}, {"connect", "--bogus"}}) {
     SCOPED_TRACE(args.empty() ? "(no arguments)" : args[0] + " " + (args.size() > 1 ? args[1] : ""));
     ToolResult r = Bench(args);
     EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
@@ -266,10 +314,12 @@ TEST_F(BenchTest, UsageErrorsExit2) {
   }
   ToolResult r = Bench({"--help"});
   EXPECT_EQ(r.exit_code, kExitOk);
-  EXPECT_NE(r.out.find("Usage: rot13-bench stream"), std::string::npos);
-  r = Bench({"--version"});
-  EXPECT_EQ(r.exit_code, kExitOk);
-  EXPECT_TRUE(r.out.starts_with("rot13-bench ")) << r.out;
+  EXPECT_NE(r.out.find("Usage: rot13-bench [rr]"), std::string::npos) << r.out;
+  for (const char* flag : {"--version", "-v"}) {
+    r = Bench({flag});
+    EXPECT_EQ(r.exit_code, kExitOk) << flag;
+    EXPECT_EQ(r.out, "rot13-bench " ROT13D_VERSION "\n") << flag;
+  }
 }
 
 }  // namespace
