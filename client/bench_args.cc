@@ -42,6 +42,8 @@ constexpr const char* kUsage =
     "      --timeout TIME    a connection that makes no progress for TIME fails\n"
     "                        (default 10s)\n"
     "      --max-time TIME   end the whole run after TIME (default 10m)\n"
+    "      --latency         rr, connect: print the latency distribution (wrk's\n"
+    "                        50%, 75%, 90% and 99%)\n"
     "      --json            print the result as one JSON object\n"
     "  -q, --quiet           no progress line (shown only when stderr is a terminal)\n"
     "  -4, --ipv4 / -6, --ipv6  use only IPv4 / IPv6 addresses of HOST\n"
@@ -55,7 +57,7 @@ constexpr const char* kUsage =
     "4 refused, 5 reset, 6 timeout or --max-time, 7 mismatch (a wrong byte),\n"
     "130 interrupted. See rot13-bench(1).\n";
 
-enum { kIdle = 256, kExpect, kTimeout, kMaxTime, kJson };
+enum { kIdle = 256, kExpect, kTimeout, kMaxTime, kJson, kLatency };
 const option kOptions[] = {
     {"connections", required_argument, nullptr, 'c'},
     {"bytes", required_argument, nullptr, 'n'},
@@ -68,6 +70,7 @@ const option kOptions[] = {
     {"timeout", required_argument, nullptr, kTimeout},
     {"max-time", required_argument, nullptr, kMaxTime},
     {"json", no_argument, nullptr, kJson},
+    {"latency", no_argument, nullptr, kLatency},
     {"quiet", no_argument, nullptr, 'q'},
     {"ipv4", no_argument, nullptr, '4'},
     {"ipv6", no_argument, nullptr, '6'},
@@ -84,6 +87,7 @@ struct Given {
   bool size = false;
   bool duration = false;
   bool requests = false;
+  bool latency = false;
   bool quiet = false;
 };
 
@@ -176,6 +180,7 @@ Status ApplyMode(std::string_view mode, const Given& given, BenchConfig& config)
     config.mode = Mode::kStream;
     if (!given.connections) config.connections = 4;
     if (given.size || given.requests) return Err() << "-s and -r apply to rr and connect; stream takes -n and -d";
+    if (given.latency) return Err() << "--latency applies to rr and connect: stream measures no latency";
     // -n, -d or both: whichever ends first. Without -d the bytes end it; with -d alone, the time.
     if (!given.duration) config.duration = std::chrono::nanoseconds(0);
     if (given.duration && !given.bytes) config.bytes = 0;
@@ -210,6 +215,10 @@ Result<BenchArgs> ParseBenchArgs(int argc, char** argv) {
         break;
       case kExpect: applied = ApplyExpect(value, args.config); break;
       case kJson: args.json = true; break;
+      case kLatency:
+        args.latency_distribution = true;
+        given.latency = true;
+        break;
       case 'q': given.quiet = true; break;
       case '4': args.family = Family::kIpv4; break;
       case '6': args.family = Family::kIpv6; break;

@@ -18,6 +18,7 @@ struct BenchArgs {
   std::vector<std::string> address;  // ADDRESS, HOST PORT, or none for the default
   Family family = Family::kAny;
   bool json = false;
+  bool latency_distribution = false;  // --latency
 };
 
 // A usage error's message says what is wrong, without the program's name.

@@ -76,9 +76,11 @@ int ReportProbeFailure(const BenchConfig& config, const ProbeResult& probe, bool
   return std::fflush(stdout) == 0 ? status : kExitIoError;
 }
 
-int Report(const BenchConfig& config, const BenchResult& result, bool json) {
+int Report(const BenchConfig& config, const BenchResult& result, const BenchArgs& args) {
+  const bool json = args.json;
   int status = result.ExitStatus();
-  std::string report = json ? FormatJson(config, result, status) : FormatSummary(config, result);
+  std::string report =
+      json ? FormatJson(config, result, status) : FormatSummary(config, result, args.latency_distribution);
   std::fputs(report.c_str(), stdout);
   if (std::fflush(stdout) != 0) return kExitIoError;
   if (status != kExitOk && json) {
@@ -110,7 +112,12 @@ int Run(BenchArgs& args) {
   config.address = addresses->front();
   ProbeResult probe = ProbeServer(*addresses, config);
   if (probe.failure != FailureKind::kNone) return ReportProbeFailure(config, probe, args.json);
-  return Report(config, RunBench(config), args.json);
+  if (!args.json) {
+    // Before the run, as wrk does: what runs, while it runs.
+    std::fputs(FormatHeader(config).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  return Report(config, RunBench(config), args);
 }
 
 int Main(int argc, char** argv) {

@@ -381,8 +381,9 @@ void LoadWorker::Fail(Conn& c, FailureKind kind, const std::string& what, std::o
   ++tally_.stats.failures[static_cast<size_t>(kind)];
   // Stamped when seen, not with the loop turn's time: a fault injected in
   // between would otherwise look later than the failure it caused.
-  Record({kind, LoadClock::now(), c.id, c.port, c.verified(), "connection " + std::to_string(c.id) + ": " + what,
-          std::move(mismatch)});
+  // A mismatch's own text begins with its connection ("connection 3, byte 40: ...").
+  std::string message = mismatch ? what : "connection " + std::to_string(c.id) + ": " + what;
+  Record({kind, LoadClock::now(), c.id, c.port, c.verified(), std::move(message), std::move(mismatch)});
   if (c.fd) {
     // Reset rather than linger: a failed session leaves nothing behind.
     linger reset{1, 0};

@@ -258,6 +258,30 @@ TEST(HistogramTest, QuantilesOfAUniformSpread) {
   EXPECT_EQ(Histogram().ValueAtQuantile(0.5), 0u);
 }
 
+TEST(HistogramTest, StandardDeviationIsExact) {
+  Histogram h;
+  for (uint64_t v : {2, 4, 4, 4, 5, 5, 7, 9}) h.Record(v * 1'000'000);  // the textbook set: mean 5, stddev 2
+  EXPECT_DOUBLE_EQ(h.mean(), 5e6);
+  EXPECT_NEAR(h.stddev(), 2e6, 1e-3);
+  Histogram same;
+  for (int i = 0; i < 1000; ++i) same.Record(123'456'789);
+  EXPECT_EQ(same.stddev(), 0.0);
+  Histogram merged;
+  merged.Merge(h);
+  merged.Merge(Histogram());
+  EXPECT_NEAR(merged.stddev(), 2e6, 1e-3);
+  EXPECT_EQ(Histogram().stddev(), 0.0);
+}
+
+TEST(ReportTest, LatencyInWrksUnits) {
+  EXPECT_EQ(FormatLatency(786'430, 10), "  786.43us");
+  EXPECT_EQ(FormatLatency(1'620'000, 10), "    1.62ms");
+  EXPECT_EQ(FormatLatency(2'310'000'000, 10), "    2.31s ");
+  EXPECT_EQ(FormatLatency(500, 10), "    0.50us");
+  EXPECT_EQ(FormatLatency(999'996, 10), "    1.00ms") << "the unit is chosen after rounding";
+  EXPECT_EQ(FormatLatency(7200e9, 9), "7200.00s ");
+}
+
 TEST(PatternTest, ExpectedIsTheTransformOfWhatIsSent) {
   Pattern rot13(Expect::kRot13), echo(Expect::kEcho);
   size_t letters = 0;

@@ -2,6 +2,8 @@
 // against wrong servers (a mismatch is found and reported, and fails the run).
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "tests/clients/client_fixture.h"
 #include "common/json.h"
 #include "tests/clients/test_server.h"
@@ -47,12 +49,15 @@ void ExpectClean(const Json& j) {
 void ExpectOrderedLatencies(const Json& j) {
   const Json& l = j["latency_us"];
   EXPECT_GT(Num(l, "p50"), 0);
-  EXPECT_LE(Num(l, "p50"), Num(l, "p90"));
+  EXPECT_LE(Num(l, "p50"), Num(l, "p75"));
+  EXPECT_LE(Num(l, "p75"), Num(l, "p90"));
   EXPECT_LE(Num(l, "p90"), Num(l, "p99"));
   EXPECT_LE(Num(l, "p99"), Num(l, "p999"));
   EXPECT_LE(Num(l, "p999"), Num(l, "max"));
   EXPECT_GT(Num(l, "mean"), 0);
   EXPECT_LE(Num(l, "mean"), Num(l, "max"));
+  EXPECT_GE(Num(l, "stdev"), 0);
+  EXPECT_LE(Num(l, "stdev"), Num(l, "max"));
 }
 
 TEST_F(BenchTest, StreamModeVerifiesEveryByte) {
@@ -191,15 +196,107 @@ TEST_F(BenchTest, ThreadsIpv6AndUnixSockets) {
   EXPECT_EQ(Num(j, "bytes"), 2 << 20);
 }
 
+// The numbers of one latency cell as wrk prints them: "786.43us", "1.62ms", "2.31s".
+bool IsScaledLatency(const std::string& cell) {
+  size_t digits = cell.find_first_not_of("0123456789.");
+  if (digits == 0 || digits == std::string::npos) return false;
+  std::string unit = cell.substr(digits);
+  return (unit == "us" || unit == "ms" || unit == "s") && cell.find('.') != std::string::npos;
+}
+
+std::vector<std::string> Words(const std::string& line) {
+  std::vector<std::string> words;
+  std::istringstream in(line);
+  for (std::string w; in >> w;) words.push_back(w);
+  return words;
+}
+
+// The line that starts with `start` (not the first line), and the one after it; "" for none.
+std::string LineStarting(const std::string& text, const std::string& start, int after = 0) {
+  size_t at = text.find("\n" + start);
+  for (int i = 0; i < after && at != std::string::npos; ++i) at = text.find('\n', at + 1);
+  if (at == std::string::npos) return "";
+  return text.substr(at + 1, text.find('\n', at + 1) - at - 1);
+}
+
 TEST_F(BenchTest, HumanSummary) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon());
-  ToolResult r = Bench({"rr", "-c", "2", "-d", "0.3", v4()});
+  ToolResult r = Bench({"rr", "-c", "2", "-d", "300ms", v4()});
   EXPECT_EQ(r.exit_code, kExitOk) << r.err;
-  EXPECT_NE(r.out.find("rot13-bench rr to " + v4()), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("latency    p50 "), std::string::npos) << r.out;
+  EXPECT_TRUE(r.out.starts_with("Running 300ms rr test @ " + v4() + "\n")) << r.out;
+  EXPECT_NE(r.out.find("\n  1 thread and 2 connections, 64-byte messages, checked against rot13\n"),
+            std::string::npos)
+      << r.out;
+  // wrk's Avg and Stdev beside the percentiles, each in us, ms or s.
+  EXPECT_EQ(Words(LineStarting(r.out, "  latency ")),
+            (std::vector<std::string>{"latency", "avg", "stdev", "p50", "p90", "p99", "p99.9", "max"}))
+      << r.out;
+  std::vector<std::string> cells = Words(LineStarting(r.out, "  latency ", 1));
+  ASSERT_EQ(cells.size(), 7u) << r.out;
+  for (const std::string& cell : cells) EXPECT_TRUE(IsScaledLatency(cell)) << cell << " in\n" << r.out;
+  EXPECT_EQ(r.out.find("Latency Distribution"), std::string::npos) << "only with --latency";
   EXPECT_NE(r.out.find("failures   none"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("result     ok"), std::string::npos) << r.out;
   EXPECT_EQ(r.err, "") << "no progress line when stderr is not a terminal";
+
+  r = Bench({"stream", "-c", "2", "-n", "2M", v4()});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_TRUE(r.out.starts_with("Running stream test @ " + v4() + "\n")) << r.out;
+  EXPECT_NE(r.out.find("2 connections, 2 MiB each,"), std::string::npos) << "not \"2.0 MiB\": " << r.out;
+  EXPECT_NE(r.out.find("  sent       4 MiB ("), std::string::npos) << r.out;
+  r = Bench({"stream", "-c", "1", "-d", "200ms", v4()});
+  EXPECT_TRUE(r.out.starts_with("Running 200ms stream test @ " + v4() + "\n")) << r.out;
+  EXPECT_NE(r.out.find("1 connection, no byte limit,"), std::string::npos) << r.out;
+}
+
+// wrk's --latency: the 50th, 75th, 90th and 99th percentiles, one a line, in scaled units.
+TEST_F(BenchTest, LatencyDistribution) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  ToolResult r = Bench({"connect", "-c", "2", "-d", "300ms", "--latency", v4()});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  size_t at = r.out.find("\n  Latency Distribution\n");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  std::istringstream lines(r.out.substr(at + 24));
+  double previous = 0;
+  for (const char* percent : {"50%", "75%", "90%", "99%"}) {
+    std::string line;
+    std::getline(lines, line);
+    std::vector<std::string> w = Words(line);
+    ASSERT_EQ(w.size(), 2u) << line;
+    EXPECT_EQ(w[0], percent) << line;
+    EXPECT_TRUE(IsScaledLatency(w[1])) << line;
+    EXPECT_EQ(line.size(), 18u) << "wrk's columns: \"" << line << "\"";
+    double scale = w[1].ends_with("us") ? 1e-3 : w[1].ends_with("ms") ? 1 : 1e3;
+    double ms = std::stod(w[1]) * scale;
+    EXPECT_GE(ms, previous) << line;
+    previous = ms;
+  }
+  // The JSON has the same percentiles, and the standard deviation.
+  Json j = BenchJson({"rr", "-c", "2", "-d", "300ms", "--latency", v4()}, kExitOk);
+  EXPECT_LE(Num(j["latency_us"], "p50"), Num(j["latency_us"], "p75"));
+  EXPECT_LE(Num(j["latency_us"], "p75"), Num(j["latency_us"], "p90"));
+  EXPECT_GE(Num(j["latency_us"], "stdev"), 0);
+  r = Bench({"stream", "--latency", v4()});
+  EXPECT_EQ(r.exit_code, kExitUsage) << "stream measures no latency: " << r.err;
+}
+
+// wrk prints its header before the run, and so does rot13-bench: it must
+// arrive while the run still goes on.
+TEST_F(BenchTest, HeaderComesBeforeTheRun) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  const auto start = Clock::now();
+  std::string out;
+  milliseconds first_output{-1};
+  ToolOutput watch;
+  watch.consume = [&](const char* data, size_t n) {
+    if (out.empty()) first_output = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+    out.append(data, n);
+  };
+  ToolResult r = RunTool({BenchPath(), "-c", "2", "-d", "2s", v4()}, {}, watch, 30s);
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_TRUE(out.starts_with("Running 2s rr test @ " + v4() + "\n")) << out;
+  EXPECT_GE(r.elapsed, 2s);
+  EXPECT_LT(first_output, 1500ms) << "the header came with the report, not before the run";
 }
 
 TEST_F(BenchTest, EchoServerFailsTheRot13Check) {
@@ -246,10 +343,12 @@ TEST_F(BenchTest, OneCorruptedByteMidStreamIsFound) {
   EXPECT_EQ(Num(j["mismatch"], "request"), 15);
   EXPECT_EQ(Num(j["mismatch"], "offset"), 40);
 
-  // And the summary for people says so too.
+  // And the summary for people says so too, naming the connection once.
   raw = Bench({"stream", "-c", "1", "-n", "1M", corrupting.address()});
   EXPECT_EQ(raw.exit_code, kExitMismatch);
   EXPECT_NE(raw.out.find("MISMATCH   connection 0, byte 300000"), std::string::npos) << raw.out;
+  EXPECT_NE(raw.out.find("the first: connection 0, byte 300000: expected"), std::string::npos) << raw.out;
+  EXPECT_EQ(raw.out.find("connection 0: connection 0"), std::string::npos) << raw.out;
 }
 
 TEST_F(BenchTest, ResetsDuringTheRunAreCountedByKind) {
