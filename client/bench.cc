@@ -60,10 +60,12 @@ void PrintProgress(const BenchConfig& config, double elapsed, const LoadStats& n
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   char line[256];
   if (config.mode == Mode::kStream) {
-    std::snprintf(line, sizeof line, "stream %5.0f s: sent %s, received %s (%.1f MiB/s), %llu/%u done, %llu errors",
-                  elapsed, FormatMiB(now.bytes_sent).c_str(), FormatMiB(now.bytes_verified).c_str(),
-                  static_cast<double>(now.bytes_verified - last.bytes_verified) / (1 << 20), u(now.requests),
-                  config.connections, u(now.total_failures()));
+    std::string done = config.bytes == 0 ? "" : ", " + std::to_string(now.requests) + "/" +
+                                                     std::to_string(config.connections) + " done";
+    std::snprintf(line, sizeof line, "stream %5.0f s: sent %s, received %s (%.1f MiB/s)%s, %llu errors", elapsed,
+                  FormatMiB(now.bytes_sent).c_str(), FormatMiB(now.bytes_verified).c_str(),
+                  static_cast<double>(now.bytes_verified - last.bytes_verified) / (1 << 20), done.c_str(),
+                  u(now.total_failures()));
   } else {
     std::snprintf(line, sizeof line, "%s %5.0f s: %llu %s (%llu/s), %llu errors", ModeName(config.mode), elapsed,
                   u(now.requests), config.mode == Mode::kConnect ? "cycles" : "requests",
@@ -158,11 +160,12 @@ LoadOptions LoadOptionsFor(const BenchConfig& config) {
   o.timeout = config.timeout;
   switch (config.mode) {
     case Mode::kStream:  // one session per connection, one message, done at its last byte; untimed
-      o.min_bytes = o.max_bytes = config.bytes;
+      o.min_bytes = o.max_bytes = config.bytes == 0 ? LoadOptions::kEndless : config.bytes;
       o.await_eof = false;
       o.sessions_per_connection = 1;
       o.unit = Unit::kSession;
       o.timed = false;
+      if (config.duration.count() > 0) o.duration = config.duration;
       break;
     case Mode::kRequestResponse:  // a session that never ends, of timed messages
       o.min_bytes = o.max_bytes = LoadOptions::kEndless;

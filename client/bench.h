@@ -28,9 +28,9 @@ struct BenchConfig {
   uint32_t connections = 50;
   uint32_t threads = 1;
   uint32_t idle = 0;
-  uint64_t bytes = 64ull << 20;                            // stream: per connection
+  uint64_t bytes = 64ull << 20;                            // stream: per connection; 0 = until the duration ends
   uint64_t size = 64;                                      // rr, connect: message size
-  std::chrono::nanoseconds duration = std::chrono::seconds(10);  // rr, connect
+  std::chrono::nanoseconds duration = std::chrono::seconds(10);  // stream: 0 = until the bytes are back
   uint64_t requests = 0;                                   // rr, connect: stop after this many; 0 = no limit
   std::chrono::nanoseconds timeout = std::chrono::seconds(10);   // no progress for this long fails a connection
   std::chrono::nanoseconds max_time = std::chrono::seconds(600);  // the whole run, setup included

@@ -12,45 +12,52 @@ namespace rot13d::client {
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: rot13-bench stream  [-c N] [-n BYTES]                  [OPTIONS] [ADDRESS]\n"
-    "       rot13-bench rr      [-c N] [-s SIZE] [-d SECS] [-r N]  [OPTIONS] [ADDRESS]\n"
-    "       rot13-bench connect [-c N] [-s SIZE] [-d SECS] [-r N]  [OPTIONS] [ADDRESS]\n"
-    "       rot13-bench --version | --help\n"
+    "Usage: rot13-bench [rr]    [-c N] [-s SIZE] [-d TIME] [-r N]  [OPTIONS] [ADDRESS | HOST PORT]\n"
+    "       rot13-bench connect [-c N] [-s SIZE] [-d TIME] [-r N]  [OPTIONS] [ADDRESS | HOST PORT]\n"
+    "       rot13-bench stream  [-c N] [-n BYTES] [-d TIME]        [OPTIONS] [ADDRESS | HOST PORT]\n"
+    "       rot13-bench -v | --version | --help\n"
     "\n"
     "Loads a rot13 server and checks every byte it answers.\n"
-    "  stream   each of N connections sends BYTES, half-closes and reads them all\n"
-    "           back: throughput each way\n"
-    "  rr       each of N connections sends a SIZE-byte message, waits for the\n"
-    "           whole answer, and repeats: requests/s and latency percentiles\n"
+    "  rr       (the default) each of N connections sends a SIZE-byte message,\n"
+    "           waits for the whole answer, and repeats: requests/s and latency\n"
     "  connect  N loops of connect, send SIZE bytes, half-close, read the answer\n"
     "           to EOF, close: cycles/s, failures by kind\n"
+    "  stream   each of N connections sends BYTES, or sends for TIME, and reads\n"
+    "           it all back: throughput each way\n"
     "\n"
-    "ADDRESS is [HOST][:PORT], [IPv6]:PORT or unix:PATH (default localhost:1067).\n"
+    "ADDRESS is [HOST][:PORT], [IPv6]:PORT, tcp:HOST:PORT or unix:PATH (default\n"
+    "localhost:1067); or HOST and PORT as two arguments.\n"
     "\n"
-    "  -c, --connections N   concurrent connections (default: stream 4, rr 50,\n"
-    "                        connect 16)\n"
-    "  -n, --bytes BYTES     stream: bytes per connection, suffix K, M or G\n"
-    "                        (default 64M)\n"
+    "  -c, --connections N   concurrent connections (default: rr 50, connect 16,\n"
+    "                        stream 4)\n"
+    "  -d, --duration TIME   length of the run (default: rr and connect 10s;\n"
+    "                        stream until its bytes are back)\n"
     "  -s, --size SIZE       rr, connect: message size (default: rr 64, connect 16)\n"
-    "  -d, --duration SECS   rr, connect: length of the run (default 10)\n"
     "  -r, --requests N      rr, connect: stop after N messages or cycles in all\n"
+    "  -n, --bytes BYTES     stream: bytes per connection, suffix K, M or G\n"
+    "                        (default 64M without -d, no limit with it)\n"
     "  -t, --threads T       event-loop threads (default 1)\n"
     "      --idle K          hold K more connections open and idle for the run\n"
     "      --expect rot13|echo  what the server does to each byte (default rot13)\n"
-    "      --timeout SECS    a connection that makes no progress for SECS fails\n"
-    "                        (default 10)\n"
-    "      --max-time SECS   end the whole run after SECS (default 600)\n"
+    "      --timeout TIME    a connection that makes no progress for TIME fails\n"
+    "                        (default 10s)\n"
+    "      --max-time TIME   end the whole run after TIME (default 10m)\n"
+    "      --latency         rr, connect: print the latency distribution (wrk's\n"
+    "                        50%, 75%, 90% and 99%)\n"
     "      --json            print the result as one JSON object\n"
     "  -q, --quiet           no progress line (shown only when stderr is a terminal)\n"
     "  -4, --ipv4 / -6, --ipv6  use only IPv4 / IPv6 addresses of HOST\n"
     "  -h, --help            print this help\n"
-    "      --version         print the version\n"
+    "  -v, --version         print the version\n"
+    "\n"
+    "A TIME is a number with a unit, us, ms, s, m or h (10s, 500ms, 2m); a plain\n"
+    "number is seconds.\n"
     "\n"
     "Exit status: 0 ok, 1 failures during the run, 2 usage, 3 bad address,\n"
     "4 refused, 5 reset, 6 timeout or --max-time, 7 mismatch (a wrong byte),\n"
     "130 interrupted. See rot13-bench(1).\n";
 
-enum { kIdle = 256, kExpect, kTimeout, kMaxTime, kJson, kVersion };
+enum { kIdle = 256, kExpect, kTimeout, kMaxTime, kJson, kLatency };
 const option kOptions[] = {
     {"connections", required_argument, nullptr, 'c'},
     {"bytes", required_argument, nullptr, 'n'},
@@ -63,11 +70,12 @@ const option kOptions[] = {
     {"timeout", required_argument, nullptr, kTimeout},
     {"max-time", required_argument, nullptr, kMaxTime},
     {"json", no_argument, nullptr, kJson},
+    {"latency", no_argument, nullptr, kLatency},
     {"quiet", no_argument, nullptr, 'q'},
     {"ipv4", no_argument, nullptr, '4'},
     {"ipv6", no_argument, nullptr, '6'},
     {"help", no_argument, nullptr, 'h'},
-    {"version", no_argument, nullptr, kVersion},
+    {"version", no_argument, nullptr, 'v'},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -79,6 +87,7 @@ struct Given {
   bool size = false;
   bool duration = false;
   bool requests = false;
+  bool latency = false;
   bool quiet = false;
 };
 
@@ -131,7 +140,7 @@ Status ApplyNumber(int c, std::string_view value, BenchConfig& config, Given& gi
 
 // -d, --timeout and --max-time; `name` is the option as it was given.
 Status ApplyDuration(int c, std::string_view value, std::string_view name, BenchConfig& config, Given& given) {
-  auto d = ParseSeconds(value);
+  auto d = ParseDuration(value);
   if (!d || d->count() == 0) {
     return Err() << name << ": " << (d ? std::string("must be more than 0") : d.error().ToString());
   }
@@ -157,21 +166,31 @@ Status ApplyExpect(std::string_view value, BenchConfig& config) {
   return OkStatus();
 }
 
+constexpr std::string_view kModes[] = {"rr", "connect", "stream"};
+
+bool IsMode(std::string_view word) { return std::find(std::begin(kModes), std::end(kModes), word) != std::end(kModes); }
+
+bool IsPortNumber(std::string_view word) {
+  return !word.empty() && word.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
 // The mode, its defaults for what was not given, and the options it does not take.
 Status ApplyMode(std::string_view mode, const Given& given, BenchConfig& config) {
   if (mode == "stream") {
     config.mode = Mode::kStream;
     if (!given.connections) config.connections = 4;
-    if (given.size || given.duration || given.requests) return Err() << "-s, -d and -r apply to rr and connect, not stream";
-  } else if (mode == "rr" || mode == "connect") {
+    if (given.size || given.requests) return Err() << "-s and -r apply to rr and connect; stream takes -n and -d";
+    if (given.latency) return Err() << "--latency applies to rr and connect: stream measures no latency";
+    // -n, -d or both: whichever ends first. Without -d the bytes end it; with -d alone, the time.
+    if (!given.duration) config.duration = std::chrono::nanoseconds(0);
+    if (given.duration && !given.bytes) config.bytes = 0;
+  } else {
     config.mode = mode == "rr" ? Mode::kRequestResponse : Mode::kConnect;
     if (!given.connections) config.connections = mode == "rr" ? 50 : 16;
     if (!given.size) config.size = mode == "rr" ? 64 : 16;
     if (given.bytes) return Err() << "-n applies to stream; rr and connect take -s";
-    if (config.duration > config.max_time) return Err() << "-d is longer than --max-time";
-  } else {
-    return Err() << "unknown mode '" << mode << "' (expected stream, rr or connect)";
   }
+  if (config.duration > config.max_time) return Err() << "-d is longer than --max-time";
   return OkStatus();
 }
 
@@ -184,7 +203,7 @@ Result<BenchArgs> ParseBenchArgs(int argc, char** argv) {
   Given given;
   opterr = 0;  // our own messages, without argv[0]'s directory
   int c;
-  while ((c = getopt_long(argc, argv, ":c:n:s:d:r:t:q46h", kOptions, nullptr)) != -1) {
+  while ((c = getopt_long(argc, argv, ":c:n:s:d:r:t:q46hv", kOptions, nullptr)) != -1) {
     std::string_view value = optarg ? optarg : "";
     Status applied = OkStatus();
     switch (c) {
@@ -196,20 +215,33 @@ Result<BenchArgs> ParseBenchArgs(int argc, char** argv) {
         break;
       case kExpect: applied = ApplyExpect(value, args.config); break;
       case kJson: args.json = true; break;
+      case kLatency:
+        args.latency_distribution = true;
+        given.latency = true;
+        break;
       case 'q': given.quiet = true; break;
       case '4': args.family = Family::kIpv4; break;
       case '6': args.family = Family::kIpv6; break;
       case 'h': args.action = BenchArgs::Action::kHelp; return args;
-      case kVersion: args.action = BenchArgs::Action::kVersion; return args;
+      case 'v': args.action = BenchArgs::Action::kVersion; return args;
       case ':': return Err() << "option '" << argv[optind - 1] << "' needs a value";
       default: return Err() << "unknown option '" << argv[optind - 1] << "'";
     }
     if (!applied) return applied.error();
   }
-  if (optind >= argc) return Err() << "no mode given (stream, rr or connect)";
-  if (Status mode = ApplyMode(argv[optind++], given, args.config); !mode) return mode.error();
-  if (argc - optind > 1) return Err() << "more than one address";
-  if (optind < argc) args.address = argv[optind];
+  // [MODE] [ADDRESS | HOST PORT]: a first word that names no mode is the address, for rr.
+  std::vector<std::string> words(argv + optind, argv + argc);
+  std::string mode = "rr";
+  if (!words.empty() && IsMode(words[0])) {
+    mode = words[0];
+    words.erase(words.begin());
+    args.mode_given = true;
+  } else if (words.size() > 2 || (words.size() == 2 && !IsPortNumber(words[1]))) {
+    return Err() << "unknown mode '" << words[0] << "' (expected stream, rr or connect)";
+  }
+  if (words.size() > 2) return Err() << "too many arguments (expected [MODE] [ADDRESS | HOST PORT])";
+  if (Status applied = ApplyMode(mode, given, args.config); !applied) return applied.error();
+  args.address = std::move(words);
   args.config.threads = std::min(args.config.threads, args.config.connections);
   args.config.progress = !given.quiet && isatty(2) == 1;
   return args;

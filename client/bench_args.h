@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "client/bench.h"
 #include "client/endpoint.h"
@@ -13,9 +14,11 @@ struct BenchArgs {
   enum class Action { kRun, kHelp, kVersion };
   Action action = Action::kRun;
   BenchConfig config;  // all but the address, with the mode's defaults
-  std::string address;  // as given; empty for the default
+  bool mode_given = false;  // or rr by default
+  std::vector<std::string> address;  // ADDRESS, HOST PORT, or none for the default
   Family family = Family::kAny;
   bool json = false;
+  bool latency_distribution = false;  // --latency
 };
 
 // A usage error's message says what is wrong, without the program's name.

@@ -76,9 +76,11 @@ int ReportProbeFailure(const BenchConfig& config, const ProbeResult& probe, bool
   return std::fflush(stdout) == 0 ? status : kExitIoError;
 }
 
-int Report(const BenchConfig& config, const BenchResult& result, bool json) {
+int Report(const BenchConfig& config, const BenchResult& result, const BenchArgs& args) {
+  const bool json = args.json;
   int status = result.ExitStatus();
-  std::string report = json ? FormatJson(config, result, status) : FormatSummary(config, result);
+  std::string report =
+      json ? FormatJson(config, result, status) : FormatSummary(config, result, args.latency_distribution);
   std::fputs(report.c_str(), stdout);
   if (std::fflush(stdout) != 0) return kExitIoError;
   if (status != kExitOk && json) {
@@ -91,7 +93,7 @@ int Report(const BenchConfig& config, const BenchResult& result, bool json) {
 
 int Run(BenchArgs& args) {
   BenchConfig& config = args.config;
-  auto endpoint = ParseEndpoint(args.address);
+  auto endpoint = ParseEndpointArgs(args.address);
   if (!endpoint) {
     std::fprintf(stderr, "rot13-bench: %s\n", endpoint.error().ToString().c_str());
     return kExitBadAddress;
@@ -100,13 +102,22 @@ int Run(BenchArgs& args) {
   if (!EnoughFiles(config)) return kExitIoError;
   auto addresses = Resolve(*endpoint, args.family);
   if (!addresses) {
-    std::fprintf(stderr, "rot13-bench: %s\n", addresses.error().ToString().c_str());
+    // "rot13-bench strem": a mistyped mode reads as a host name.
+    bool maybe_mode = !args.mode_given && args.address.size() == 1 &&
+                      args.address[0].find_first_of(":./") == std::string::npos;
+    std::fprintf(stderr, "rot13-bench: %s%s\n", addresses.error().ToString().c_str(),
+                 maybe_mode ? " (it is no mode either: the modes are rr, connect and stream)" : "");
     return kExitBadAddress;
   }
   config.address = addresses->front();
   ProbeResult probe = ProbeServer(*addresses, config);
   if (probe.failure != FailureKind::kNone) return ReportProbeFailure(config, probe, args.json);
-  return Report(config, RunBench(config), args.json);
+  if (!args.json) {
+    // Before the run, as wrk does: what runs, while it runs.
+    std::fputs(FormatHeader(config).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  return Report(config, RunBench(config), args);
 }
 
 int Main(int argc, char** argv) {

@@ -1,7 +1,10 @@
 #include "client/bench_report.h"
 
 #include <cstdarg>
+#include <iterator>
 #include <cstdio>
+
+#include "client/args.h"
 
 namespace rot13d::client {
 namespace {
@@ -51,35 +54,75 @@ std::string JsonString(std::string_view text) {
   return out + "\"";
 }
 
-std::string FormatSummary(const BenchConfig& config, const BenchResult& r) {
-  std::string out = Printf("rot13-bench %s to %s (expect %s): %s", ModeName(config.mode),
-                           config.address.ToString().c_str(), ExpectName(config.expect),
-                           Plural(config.connections, "connection").c_str());
+std::string FormatLatency(double nanoseconds, int width) {
+  static constexpr const char* kUnits[] = {"us", "ms", "s"};
+  double value = nanoseconds / 1000.0;
+  size_t unit = 0;
+  // Decided after rounding to two decimals: 999.996us is "1.00ms".
+  while (value >= 999.995 && unit + 1 < std::size(kUnits)) {
+    value /= 1000.0;
+    ++unit;
+  }
+  return Printf("%*.2f%-2s", width - 2, value, kUnits[unit]);
+}
+
+std::string FormatHeader(const BenchConfig& config) {
+  std::string what = ModeName(config.mode);
+  if (config.duration.count() > 0) what = FormatDuration(config.duration) + " " + what;
+  std::string out = "Running " + what + " test @ " + config.address.ToString() + "\n";
+  out += "  " + Plural(config.threads, "thread") + " and " + Plural(config.connections, "connection");
   if (config.mode == Mode::kStream) {
-    out += Printf(" of %.1f MiB each", static_cast<double>(config.bytes) / kMiB);
+    out += config.bytes > 0 ? ", " + FormatSize(config.bytes) + " each" : ", no byte limit";
   } else {
     out += ", " + std::to_string(config.size) + "-byte messages";
+    if (config.requests > 0) {
+      out += ", at most " + Plural(config.requests, config.mode == Mode::kConnect ? "cycle" : "request");
+    }
   }
-  out += ", " + Plural(config.threads, "thread") + "\n";
+  if (config.idle > 0) out += ", " + std::to_string(config.idle) + " more held idle";
+  return out + ", checked against " + ExpectName(config.expect) + "\n";
+}
 
-  out += Printf("  time       %.3f s%s\n", r.seconds,
-                r.interrupted ? " (interrupted)" : r.out_of_time ? " (stopped by --max-time)" : "");
-  const double sent_mib = static_cast<double>(r.bytes_sent) / kMiB;
-  const double received_mib = static_cast<double>(r.bytes_received) / kMiB;
+std::string FormatSummary(const BenchConfig& config, const BenchResult& r, bool latency_distribution) {
+  auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  std::string out = Printf("  time       %.3fs%s\n", r.seconds,
+                           r.interrupted ? " (interrupted)" : r.out_of_time ? " (stopped by --max-time)" : "");
   if (config.mode == Mode::kStream) {
-    out += Printf("  done       %llu of %u connections\n", static_cast<unsigned long long>(r.requests),
-                  config.connections);
+    if (config.bytes > 0) out += Printf("  done       %llu of %u connections\n", u(r.requests), config.connections);
   } else {
-    out += Printf("  %-10s %llu (%.1f/s)\n", config.mode == Mode::kConnect ? "cycles" : "requests",
-                  static_cast<unsigned long long>(r.requests), Rate(static_cast<double>(r.requests), r.seconds));
+    out += Printf("  %-10s %llu (%.1f/s)\n", config.mode == Mode::kConnect ? "cycles" : "requests", u(r.requests),
+                  Rate(static_cast<double>(r.requests), r.seconds));
     const Histogram& h = r.latency;
-    out += Printf("  latency    p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n",
-                  Micros(h.ValueAtQuantile(0.5)), Micros(h.ValueAtQuantile(0.9)), Micros(h.ValueAtQuantile(0.99)),
-                  Micros(h.ValueAtQuantile(0.999)), Micros(h.max()));
+    if (h.count() == 0) {
+      out += "  latency    none measured: nothing was answered\n";
+    } else {
+      // wrk's Avg and Stdev beside the percentiles, one cell each.
+      constexpr int kCell = 9;
+      out += Printf("  latency  %*s%*s%*s%*s%*s%*s%*s\n", kCell, "avg", kCell, "stdev", kCell, "p50", kCell, "p90",
+                    kCell, "p99", kCell, "p99.9", kCell, "max");
+      out += "           ";
+      for (double ns : {h.mean(), h.stddev(), static_cast<double>(h.ValueAtQuantile(0.5)),
+                        static_cast<double>(h.ValueAtQuantile(0.9)), static_cast<double>(h.ValueAtQuantile(0.99)),
+                        static_cast<double>(h.ValueAtQuantile(0.999)), static_cast<double>(h.max())}) {
+        out += FormatLatency(ns, kCell);
+      }
+      // A unit's padding leaves trailing blanks.
+      while (out.back() == ' ') out.pop_back();
+      out += "\n";
+      if (latency_distribution) {
+        out += "  Latency Distribution\n";
+        for (int percent : {50, 75, 90, 99}) {
+          out += Printf("%7d%%", percent) + FormatLatency(static_cast<double>(h.ValueAtQuantile(percent / 100.0)), 10);
+          while (out.back() == ' ') out.pop_back();
+          out += "\n";
+        }
+      }
+    }
   }
-  out += Printf("  sent       %.1f MiB (%.1f MiB/s)\n", sent_mib, Rate(sent_mib, r.seconds));
-  out += Printf("  received   %.1f MiB (%.1f MiB/s), every byte checked against %s\n", received_mib,
-                Rate(received_mib, r.seconds), ExpectName(config.expect));
+  out += Printf("  sent       %s (%.1f MiB/s)\n", FormatSize(r.bytes_sent).c_str(),
+                Rate(static_cast<double>(r.bytes_sent) / kMiB, r.seconds));
+  out += Printf("  received   %s (%.1f MiB/s), every byte checked\n", FormatSize(r.bytes_received).c_str(),
+                Rate(static_cast<double>(r.bytes_received) / kMiB, r.seconds));
   if (config.idle > 0) {
     out += Printf("  idle       %u of %u held open to the end", r.idle_open, config.idle);
     out += r.idle_dropped ? Printf(", %u dropped by the server\n", r.idle_dropped) : std::string("\n");
@@ -89,16 +132,13 @@ std::string FormatSummary(const BenchConfig& config, const BenchResult& r) {
   if (failed == 0) {
     out += "  failures   none\n";
   } else {
-    out += Printf("  failures   %llu: refused %llu, reset %llu, timeout %llu, mismatch %llu, other %llu\n",
-                  static_cast<unsigned long long>(failed),
-                  static_cast<unsigned long long>(r.Failures(FailureKind::kRefused)),
-                  static_cast<unsigned long long>(r.Failures(FailureKind::kReset)),
-                  static_cast<unsigned long long>(r.Failures(FailureKind::kTimeout)),
-                  static_cast<unsigned long long>(r.Failures(FailureKind::kMismatch)),
-                  static_cast<unsigned long long>(r.Failures(FailureKind::kOther)));
+    out += Printf("  failures   %llu: refused %llu, reset %llu, timeout %llu, mismatch %llu, other %llu\n", u(failed),
+                  u(r.Failures(FailureKind::kRefused)), u(r.Failures(FailureKind::kReset)),
+                  u(r.Failures(FailureKind::kTimeout)), u(r.Failures(FailureKind::kMismatch)),
+                  u(r.Failures(FailureKind::kOther)));
   }
+  if (!r.first_error.empty() && r.errors() > 0) out += "             the first: " + r.first_error + "\n";
   if (r.mismatch) out += "  MISMATCH   " + r.mismatch->ToString() + "\n";
-  if (!r.first_error.empty() && r.errors() > 0) out += "  first      " + r.first_error + "\n";
   int status = r.ExitStatus();
   out += status == 0 ? "  result     ok\n" : Printf("  result     FAILED (exit status %d)\n", status);
   return out;
@@ -126,7 +166,7 @@ std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit
   field("idle", integer(config.idle));
   field("bytes_per_connection", integer(config.mode == Mode::kStream ? config.bytes : 0));
   field("message_size", integer(timed ? config.size : 0));
-  field("duration_s", number(timed ? static_cast<double>(config.duration.count()) / 1e9 : 0.0));
+  field("duration_s", number(static_cast<double>(config.duration.count()) / 1e9));
   field("seconds", Printf("%.6f", seconds));  // short runs: milliseconds matter for the rates
   field("complete", r.complete() ? "true" : "false");
   field("bytes", integer(r.bytes_received));
@@ -139,10 +179,12 @@ std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit
   field("cycles", integer(cycles ? r.requests : 0));
   field("cycles_per_s", number(cycles ? Rate(static_cast<double>(r.requests), seconds) : 0.0));
   field("latency_us", "{\"p50\":" + micros(Micros(h.ValueAtQuantile(0.5))) +
+                          ",\"p75\":" + micros(Micros(h.ValueAtQuantile(0.75))) +
                           ",\"p90\":" + micros(Micros(h.ValueAtQuantile(0.9))) +
                           ",\"p99\":" + micros(Micros(h.ValueAtQuantile(0.99))) +
                           ",\"p999\":" + micros(Micros(h.ValueAtQuantile(0.999))) +
-                          ",\"max\":" + micros(Micros(h.max())) + ",\"mean\":" + micros(h.mean() / 1000.0) + "}");
+                          ",\"max\":" + micros(Micros(h.max())) + ",\"mean\":" + micros(h.mean() / 1000.0) +
+                          ",\"stdev\":" + micros(h.stddev() / 1000.0) + "}");
   field("failures", "{\"refused\":" + integer(r.Failures(FailureKind::kRefused)) +
                         ",\"reset\":" + integer(r.Failures(FailureKind::kReset)) +
                         ",\"timeout\":" + integer(r.Failures(FailureKind::kTimeout)) +

@@ -3,13 +3,17 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <utility>
 
 #include "client/exit_codes.h"
 #include "common/address.h"
@@ -31,6 +35,53 @@ bool IsIpv6Literal(std::string_view host) {
   std::string address(host.substr(0, host.find('%')));
   in6_addr ignored{};
   return inet_pton(AF_INET6, address.c_str(), &ignored) == 1;
+}
+
+bool StartsWithNoCase(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(text[i])) != prefix[i]) return false;
+  }
+  return true;
+}
+
+// socat's "tcp:", "tcp4:" or "tcp6:" in front of HOST:PORT: the family it
+// asks for, and the length of the prefix (0 when there is none).
+struct SocatPrefix {
+  size_t length = 0;
+  Family family = Family::kAny;
+};
+SocatPrefix FindSocatPrefix(std::string_view text) {
+  static constexpr std::pair<std::string_view, Family> kPrefixes[] = {
+      {"tcp:", Family::kAny}, {"tcp4:", Family::kIpv4}, {"tcp6:", Family::kIpv6}};
+  for (const auto& [prefix, family] : kPrefixes) {
+    // Without a port after it, "tcp:80" is the host tcp, port 80.
+    if (StartsWithNoCase(text, prefix) && text.find(':', prefix.size()) != std::string_view::npos) {
+      return {prefix.size(), family};
+    }
+  }
+  return {};
+}
+
+// Why a host with colons that is no IPv6 address is wrong, with a hint built
+// from what was typed.
+Error HostWithColons(std::string_view text) {
+  size_t last = text.rfind(':');
+  std::string_view before = text.substr(0, last);
+  std::string_view port = text.substr(last + 1);
+  if (IsIpv6Literal(before) && ParsePort(port, text)) {
+    return Err() << "invalid address \"" << text << "\" (an IPv6 address with a port goes in brackets: [" << before
+                 << "]:" << port << ")";
+  }
+  return Err() << "invalid address \"" << text
+               << "\" (expected HOST:PORT, [IPv6]:PORT, tcp:HOST:PORT, unix:PATH, or HOST and PORT as two arguments)";
+}
+
+Status CheckHost(std::string_view host, std::string_view text) {
+  if (host.find_first_of(" \t\n[]/") != std::string_view::npos) {
+    return Err() << "invalid host in \"" << text << "\"";
+  }
+  return OkStatus();
 }
 
 }  // namespace
@@ -55,17 +106,21 @@ Result<Endpoint> ParseEndpoint(std::string_view text) {
     }
     return e;
   }
+  const std::string_view whole = text;
+  SocatPrefix socat = FindSocatPrefix(text);
+  text.remove_prefix(socat.length);
+  e.family = socat.family;
   std::string_view host;
   std::string_view port;
   bool has_port = false;
   if (text.starts_with("[")) {
     size_t close = text.find(']');
-    if (close == std::string_view::npos) return Err() << "invalid address \"" << text << "\" (no closing ']')";
+    if (close == std::string_view::npos) return Err() << "invalid address \"" << whole << "\" (no closing ']')";
     host = text.substr(1, close - 1);
-    if (host.empty()) return Err() << "invalid address \"" << text << "\" (empty host in brackets)";
+    if (host.empty()) return Err() << "invalid address \"" << whole << "\" (empty host in brackets)";
     std::string_view rest = text.substr(close + 1);
     if (!rest.empty()) {
-      if (rest[0] != ':') return Err() << "invalid address \"" << text << "\" (expected [IPv6]:PORT)";
+      if (rest[0] != ':') return Err() << "invalid address \"" << whole << "\" (expected [IPv6]:PORT)";
       port = rest.substr(1);
       has_port = true;
     }
@@ -81,19 +136,40 @@ Result<Endpoint> ParseEndpoint(std::string_view text) {
       has_port = true;
     }
   }
-  if (host.find_first_of(" \t\n[]/") != std::string_view::npos) {
-    return Err() << "invalid host in \"" << text << "\"";
-  }
-  if (host.find(':') != std::string_view::npos && !IsIpv6Literal(host)) {
-    return Err() << "invalid address \"" << text << "\" (an IPv6 address with a port goes in brackets: [::1]:1067)";
-  }
+  if (Status ok = CheckHost(host, whole); !ok) return ok.error();
+  if (host.find(':') != std::string_view::npos && !IsIpv6Literal(host)) return HostWithColons(whole);
   if (!host.empty()) e.host = std::string(host);
   if (has_port) {
-    auto p = ParsePort(port, text);
+    auto p = ParsePort(port, whole);
     if (!p) return p.error();
     e.port = *p;
   }
   return e;
+}
+
+Result<Endpoint> ParseEndpoint(std::string_view host, std::string_view port) {
+  const std::string whole = std::string(host) + " " + std::string(port);
+  if (host.starts_with("unix:")) return Err() << "a unix: address takes no port (\"" << whole << "\")";
+  if (host.starts_with("[") && host.ends_with("]") && host.size() > 2) host = host.substr(1, host.size() - 2);
+  if (Status ok = CheckHost(host, whole); !ok) return ok.error();
+  if (host.find(':') != std::string_view::npos && !IsIpv6Literal(host)) {
+    return Err() << "invalid host \"" << host << "\": with the port as a second argument, give the host alone";
+  }
+  Endpoint e;
+  if (!host.empty()) e.host = std::string(host);
+  auto p = ParsePort(port, whole);
+  if (!p) return p.error();
+  e.port = *p;
+  return e;
+}
+
+Result<Endpoint> ParseEndpointArgs(std::span<const std::string> args) {
+  switch (args.size()) {
+    case 0: return Endpoint{};
+    case 1: return ParseEndpoint(args[0]);
+    case 2: return ParseEndpoint(args[0], args[1]);
+    default: return Err() << "too many arguments for an address (expected ADDRESS, or HOST and PORT)";
+  }
 }
 
 std::string SocketAddress::ToString() const { return DescribeSockaddr(get(), length); }
@@ -112,6 +188,11 @@ Result<std::vector<SocketAddress>> Resolve(const Endpoint& endpoint, Family fami
     out.push_back(a);
     return out;
   }
+  if (family != Family::kAny && endpoint.family != Family::kAny && family != endpoint.family) {
+    return Err() << "-" << (family == Family::kIpv4 ? 4 : 6) << " contradicts the tcp"
+                 << (endpoint.family == Family::kIpv4 ? 4 : 6) << ": address";
+  }
+  if (family == Family::kAny) family = endpoint.family;
   addrinfo hints{};
   hints.ai_family = family == Family::kIpv4 ? AF_INET : family == Family::kIpv6 ? AF_INET6 : AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -186,6 +267,13 @@ Result<PendingConnect> StartConnect(const SocketAddress& address, SocketBuffers 
   }
   if (buffers.send > 0 && setsockopt(p.fd.get(), SOL_SOCKET, SO_SNDBUF, &buffers.send, sizeof buffers.send) != 0) {
     return ErrnoErr() << "SO_SNDBUF";
+  }
+  if (address.family() != AF_UNIX) {
+    // Both tools write a message whole and wait for its whole answer; Nagle
+    // would hold back a message's tail (or a piece of standard input) until
+    // the previous segment is acknowledged, and the server delays that ACK.
+    int one = 1;
+    if (setsockopt(p.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) return ErrnoErr() << "TCP_NODELAY";
   }
   if (connect(p.fd.get(), address.get(), address.length) == 0) {
     p.connected = true;

@@ -1,5 +1,6 @@
-// Where the client tools connect: parsing "[HOST][:PORT]", "[IPv6]:PORT" and "unix:PATH",
-// resolving names, connecting with a deadline, and sorting failures into kinds.
+// Where the client tools connect: parsing "[HOST][:PORT]", "[IPv6]:PORT", "tcp:HOST:PORT",
+// "unix:PATH" and HOST PORT, resolving names, connecting with a deadline, and sorting
+// failures into kinds.
 #pragma once
 
 #include <sys/socket.h>
@@ -8,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -19,12 +21,15 @@ namespace rot13d::client {
 inline constexpr uint16_t kDefaultPort = 1067;
 inline constexpr std::string_view kDefaultHost = "localhost";
 
+enum class Family { kAny, kIpv4, kIpv6 };
+
 // What the user typed, before any name is resolved.
 struct Endpoint {
   enum class Kind { kInet, kUnix };
   Kind kind = Kind::kInet;
   std::string host = std::string(kDefaultHost);  // a name or a numeric address, without brackets
   uint16_t port = kDefaultPort;
+  Family family = Family::kAny;  // kInet: socat's tcp4: and tcp6: ask for one
   std::string path;  // kUnix; a leading '@' names the abstract namespace
 
   // "localhost:1067", "[::1]:1067", "unix:/run/rot13d.sock".
@@ -32,10 +37,17 @@ struct Endpoint {
 };
 
 // Parses an address argument. An empty host means localhost and an absent port
-// 1067; an IPv6 address with a port needs brackets, one without may go bare ("::1").
+// 1067; an IPv6 address with a port needs brackets, one without may go bare
+// ("::1"). socat's spelling is taken too: tcp:HOST:PORT, and tcp4: or tcp6:
+// for one family (any case; a port is then required, so that "tcp:80" stays
+// the host "tcp").
 Result<Endpoint> ParseEndpoint(std::string_view text);
-
-enum class Family { kAny, kIpv4, kIpv6 };
+// netcat's spelling, two arguments: a host (a name, an IPv4 address, or an
+// IPv6 address bare or in brackets) and a port.
+Result<Endpoint> ParseEndpoint(std::string_view host, std::string_view port);
+// What the command line gave: nothing (the default), one ADDRESS, or HOST PORT.
+// At most two arguments.
+Result<Endpoint> ParseEndpointArgs(std::span<const std::string> args);
 
 // One concrete address to connect to.
 struct SocketAddress {
@@ -47,7 +59,8 @@ struct SocketAddress {
   std::string ToString() const;
 };
 
-// The addresses to try, in getaddrinfo's order (one for a Unix endpoint).
+// The addresses to try, in getaddrinfo's order (one for a Unix endpoint), of
+// `family` (-4, -6) and the endpoint's own (tcp4:, tcp6:), which must agree.
 // Failures carry no errno unless the resolver reported a system error.
 Result<std::vector<SocketAddress>> Resolve(const Endpoint& endpoint, Family family = Family::kAny);
 
@@ -62,8 +75,9 @@ FailureKind ClassifyErrno(int err);
 // The exit code for a failure of this kind (client/exit_codes.h).
 int ExitCodeFor(FailureKind kind);
 
-// Starts a non-blocking connect: the socket (CLOEXEC, O_NONBLOCK) and whether
-// the connection is already complete (Unix sockets and some loopback cases).
+// Starts a non-blocking connect: the socket (CLOEXEC, O_NONBLOCK; TCP_NODELAY
+// for TCP) and whether the connection is already complete (Unix sockets and
+// some loopback cases). Every connection of both tools starts here.
 struct PendingConnect {
   UniqueFd fd;
   bool connected = false;

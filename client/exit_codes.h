@@ -16,8 +16,9 @@ inline constexpr int kExitReset = 5;
 // Connecting took longer than --connect-timeout, the connection was idle for
 // longer than --timeout, or (rot13-bench) --max-time ended the run.
 inline constexpr int kExitTimeout = 6;
-// rot13-bench: a byte came back that is not the expected transform of the
-// byte sent, or the server sent too few or too many bytes.
+// The server sent too few bytes: rot13, it closed the connection before all
+// the input was sent or answered; rot13-bench, also a byte came back that is
+// not the expected transform of the byte sent, or too many bytes came.
 inline constexpr int kExitMismatch = 7;
 // rot13-bench: stopped by SIGINT or SIGTERM before the run was complete.
 inline constexpr int kExitInterrupted = 130;

@@ -1,5 +1,6 @@
 // A log-linear latency histogram in the manner of HdrHistogram: constant memory, about
-// 1% relative precision from a nanosecond to hours, and exact count, maximum and mean.
+// 1% relative precision from a nanosecond to hours, and exact count, maximum, mean and
+// standard deviation.
 #pragma once
 
 #include <array>
@@ -20,6 +21,8 @@ class Histogram {
   uint64_t max() const { return max_; }
   uint64_t min() const { return count_ == 0 ? 0 : min_; }
   double mean() const { return count_ == 0 ? 0.0 : static_cast<double>(sum_) / static_cast<double>(count_); }
+  // The population standard deviation, from exact sums rather than buckets.
+  double stddev() const;
   // The smallest recorded value v such that at least `quantile` of all values
   // are <= v, within the bucket precision (the highest value of its bucket,
   // never above the true maximum). 0 when empty.
@@ -37,8 +40,10 @@ class Histogram {
   uint64_t count_ = 0;
   uint64_t max_ = 0;
   uint64_t min_ = UINT64_MAX;
-  // Sums of nanosecond latencies fit for centuries of total run time.
+  // Sums of nanosecond latencies fit for centuries of total run time; their
+  // squares for 10^12 values of an hour each.
   unsigned __int128 sum_ = 0;
+  unsigned __int128 sum_squares_ = 0;
 };
 
 }  // namespace rot13d::client

@@ -45,7 +45,8 @@ struct Failure {
   uint32_t connection = 0;
   uint16_t local_port = 0;   // the client's TCP port, 0 before connecting or on a Unix socket
   uint64_t received = 0;     // bytes of the session verified before it failed
-  std::string message;       // complete: "connection 3: receive: Connection reset by peer"
+  std::string message;       // complete: "connection 3: receive: Connection reset by peer",
+                             // "connection 3, message 15, byte 40: expected 0x6e, got 0x6f"
   std::optional<MismatchReport> mismatch;  // kMismatch: where
 };
 

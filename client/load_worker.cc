@@ -1,7 +1,6 @@
 #include "client/load_worker.h"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -189,7 +188,7 @@ void LoadWorker::ScanTimeouts(LoadClock::time_point now) {
     if (c.state != Conn::State::kConnecting && c.state != Conn::State::kActive) continue;
     if (now - c.last_progress < options_.timeout) continue;
     std::string what = c.state == Conn::State::kConnecting ? "connect: no answer within " : "no progress for ";
-    Fail(c, FailureKind::kTimeout, what + FormatSeconds(options_.timeout));
+    Fail(c, FailureKind::kTimeout, what + FormatDuration(options_.timeout));
   }
 }
 
@@ -208,13 +207,7 @@ void LoadWorker::BeginSession(Conn& c) {
   c.state = Conn::State::kConnecting;
   auto pending = StartConnect(options_.address, options_.buffers);
   if (!pending) return Fail(c, ClassifyErrno(pending.error().errno_value()), pending.error().ToString());
-  c.fd = std::move(pending->fd);
-  if (options_.address.family() != AF_UNIX) {
-    // Messages go out whole at once; Nagle would hold back the tail of one
-    // larger than a segment until the previous segment is acknowledged.
-    int one = 1;
-    setsockopt(c.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
+  c.fd = std::move(pending->fd);  // with TCP_NODELAY, as every connection of the tools
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = static_cast<uint64_t>(&c - conns_.data());
@@ -388,8 +381,9 @@ void LoadWorker::Fail(Conn& c, FailureKind kind, const std::string& what, std::o
   ++tally_.stats.failures[static_cast<size_t>(kind)];
   // Stamped when seen, not with the loop turn's time: a fault injected in
   // between would otherwise look later than the failure it caused.
-  Record({kind, LoadClock::now(), c.id, c.port, c.verified(), "connection " + std::to_string(c.id) + ": " + what,
-          std::move(mismatch)});
+  // A mismatch's own text begins with its connection ("connection 3, byte 40: ...").
+  std::string message = mismatch ? what : "connection " + std::to_string(c.id) + ": " + what;
+  Record({kind, LoadClock::now(), c.id, c.port, c.verified(), std::move(message), std::move(mismatch)});
   if (c.fd) {
     // Reset rather than linger: a failed session leaves nothing behind.
     linger reset{1, 0};

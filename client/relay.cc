@@ -10,6 +10,8 @@
 #include <cstring>
 #include <vector>
 
+#include "client/args.h"
+
 namespace rot13d::client {
 namespace {
 
@@ -58,7 +60,7 @@ class Relayer {
         shutdown(socket_.get(), SHUT_WR);
         write_shut_ = true;
       }
-      if (socket_eof_ && down_.empty()) return {};
+      if (socket_eof_ && down_.empty()) return OnServerClosed();
       Watch w = WhatToWatch();
       int ready = poll(w.fds, static_cast<nfds_t>(w.n), PollTimeoutMs());
       if (ready < 0) {
@@ -67,7 +69,7 @@ class Relayer {
       }
       if (ready == 0) {
         if (IdleExpired()) {
-          return Fail(FailureKind::kTimeout, "timed out: nothing sent or received for " + FormatIdle());
+          return Fail(FailureKind::kTimeout, "timed out: nothing sent or received for " + FormatDuration(options_.idle_timeout));
         }
         continue;
       }
@@ -102,6 +104,22 @@ class Relayer {
       w.fds[w.n++] = {options_.output.get(), POLLOUT, 0};
     }
     return w;
+  }
+
+  // The server answers each byte with one byte and closes only after the
+  // client's half-close: anything less is input it never answered, which
+  // both tools count as a mismatch (too few bytes), exit status 7.
+  RelayResult OnServerClosed() const {
+    auto n = [](uint64_t v) { return std::to_string(v); };
+    if (!input_eof_ || !up_.empty()) {
+      return Fail(FailureKind::kMismatch, "the server closed the connection before all input was sent (" +
+                                                 n(sent_) + " bytes sent, " + n(received_) + " answered)");
+    }
+    if (received_ < sent_) {
+      return Fail(FailureKind::kMismatch,
+                  "the server closed the connection after answering " + n(received_) + " of " + n(sent_) + " bytes");
+    }
+    return {};
   }
 
   static bool Ends(const RelayResult& r) { return r.failure != FailureKind::kNone || r.output_closed; }
@@ -141,12 +159,6 @@ class Relayer {
     return options_.idle_timeout.count() != 0 && Clock::now() >= last_activity_ + options_.idle_timeout;
   }
 
-  std::string FormatIdle() const {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g s", static_cast<double>(options_.idle_timeout.count()) / 1e9);
-    return buf;
-  }
-
   // Standard input may be a terminal, pipe, file or /dev/null; POLLHUP or
   // POLLNVAL are answered by read(), which then reports EOF or the error.
   RelayResult ReadInput() {
@@ -168,6 +180,7 @@ class Relayer {
       ssize_t n = send(socket_.get(), up_.data.data() + up_.begin, up_.pending(), MSG_NOSIGNAL);
       if (n > 0) {
         up_.Consumed(static_cast<size_t>(n));
+        sent_ += static_cast<uint64_t>(n);
         last_activity_ = Clock::now();
       } else if (n < 0 && errno == EINTR) {
         continue;
@@ -184,6 +197,7 @@ class Relayer {
     ssize_t n = recv(socket_.get(), down_.data.data(), down_.data.size(), 0);
     if (n > 0) {
       down_.end = static_cast<size_t>(n);
+      received_ += static_cast<uint64_t>(n);
       last_activity_ = Clock::now();
     } else if (n == 0) {
       socket_eof_ = true;
@@ -222,6 +236,8 @@ class Relayer {
   bool input_eof_ = false;
   bool socket_eof_ = false;
   bool write_shut_ = false;
+  uint64_t sent_ = 0;
+  uint64_t received_ = 0;
   Clock::time_point last_activity_;
 };
 

@@ -28,7 +28,8 @@ struct RelayResult {
 };
 
 // Runs until the server closes and everything it sent is written out, or until
-// a failure. The socket must be connected and non-blocking; the input and
+// a failure. A server that closes before all the input was sent, or before it
+// answered every byte sent (one byte back for each), fails with kMismatch. The socket must be connected and non-blocking; the input and
 // output are used as they are (blocking or not, pipes, files or terminals) and
 // only read or written once poll(2) says they are ready, so their file status
 // flags, shared with other processes, are never changed.

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "client/args.h"
 #include "client/endpoint.h"
@@ -22,24 +23,29 @@ namespace rot13d::client {
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: rot13 [-4|-6] [--connect-timeout SECONDS] [-w SECONDS] [ADDRESS]\n"
+    "Usage: rot13 [-4|-6] [--connect-timeout TIME] [-w TIME] [ADDRESS | HOST PORT]\n"
     "       rot13 --version | --help\n"
     "\n"
     "Sends standard input to a rot13 server and writes its answer to standard\n"
     "output; half-closes at the end of input and exits when the server closes.\n"
     "\n"
-    "ADDRESS is [HOST][:PORT], [IPv6]:PORT or unix:PATH (default localhost:1067).\n"
+    "ADDRESS is [HOST][:PORT], [IPv6]:PORT, tcp:HOST:PORT or unix:PATH (default\n"
+    "localhost:1067); or HOST and PORT as two arguments, as for nc.\n"
     "\n"
     "  -4, --ipv4                   use IPv4 addresses of HOST only\n"
     "  -6, --ipv6                   use IPv6 addresses of HOST only\n"
-    "      --connect-timeout SECS   give up on each address after SECS (default 10)\n"
-    "  -w, --timeout SECS           give up when nothing is sent or received for\n"
-    "                               SECS (default 0: wait forever)\n"
+    "      --connect-timeout TIME   give up on each address after TIME (default 10s)\n"
+    "  -w, --timeout TIME           give up when nothing is sent or received for\n"
+    "                               TIME (default 0: wait forever)\n"
     "  -h, --help                   print this help\n"
-    "      --version                print the version\n"
+    "  -v, --version                print the version\n"
+    "\n"
+    "A TIME is a number with a unit, us, ms, s, m or h (10s, 500ms, 2m); a plain\n"
+    "number is seconds.\n"
     "\n"
     "Exit status: 0 ok, 1 other I/O error, 2 usage, 3 bad address or unknown host,\n"
-    "4 connection refused, 5 connection reset, 6 timeout. See rot13(1).\n";
+    "4 connection refused, 5 connection reset, 6 timeout, 7 the server closed before\n"
+    "all input was sent or answered. See rot13(1).\n";
 
 int Usage(const std::string& message) {
   std::fprintf(stderr, "rot13: %s\nTry 'rot13 --help'.\n", message.c_str());
@@ -66,53 +72,53 @@ struct Rot13Args {
   Family family = Family::kAny;
   std::chrono::nanoseconds connect_timeout = std::chrono::seconds(10);
   RelayOptions relay;
-  std::string address;  // as given; empty for the default
+  std::vector<std::string> address;  // ADDRESS, HOST PORT, or none for the default
 };
 
 // A usage error's message says what is wrong, without the program's name.
 Result<Rot13Args> ParseArgs(int argc, char** argv) {
-  enum { kConnectTimeout = 256, kVersion };
+  enum { kConnectTimeout = 256 };
   static const option kOptions[] = {
       {"ipv4", no_argument, nullptr, '4'},
       {"ipv6", no_argument, nullptr, '6'},
       {"connect-timeout", required_argument, nullptr, kConnectTimeout},
       {"timeout", required_argument, nullptr, 'w'},
       {"help", no_argument, nullptr, 'h'},
-      {"version", no_argument, nullptr, kVersion},
+      {"version", no_argument, nullptr, 'v'},
       {nullptr, 0, nullptr, 0},
   };
   Rot13Args args;
   opterr = 0;  // our own messages, without argv[0]'s directory
   int c;
-  while ((c = getopt_long(argc, argv, ":46w:h", kOptions, nullptr)) != -1) {
+  while ((c = getopt_long(argc, argv, ":46w:hv", kOptions, nullptr)) != -1) {
     switch (c) {
       case '4': args.family = Family::kIpv4; break;
       case '6': args.family = Family::kIpv6; break;
       case kConnectTimeout:
       case 'w': {
-        auto seconds = ParseSeconds(optarg);
-        if (!seconds) return Err() << seconds.error().ToString();
+        auto duration = ParseDuration(optarg);
+        if (!duration) return Err() << duration.error().ToString();
         if (c == 'w') {
-          args.relay.idle_timeout = *seconds;
+          args.relay.idle_timeout = *duration;
         } else {
-          args.connect_timeout = *seconds;
+          args.connect_timeout = *duration;
           if (args.connect_timeout.count() == 0) return Err() << "--connect-timeout must be more than 0";
         }
         break;
       }
       case 'h': args.action = Rot13Args::Action::kHelp; return args;
-      case kVersion: args.action = Rot13Args::Action::kVersion; return args;
+      case 'v': args.action = Rot13Args::Action::kVersion; return args;
       case ':': return Err() << "option '" << argv[optind - 1] << "' needs a value";
       default: return Err() << "unknown option '" << argv[optind - 1] << "'";
     }
   }
-  if (argc - optind > 1) return Err() << "more than one address";
-  if (optind < argc) args.address = argv[optind];
+  if (argc - optind > 2) return Err() << "too many arguments (expected ADDRESS, or HOST and PORT)";
+  args.address.assign(argv + optind, argv + argc);
   return args;
 }
 
 int Run(const Rot13Args& args) {
-  auto endpoint = ParseEndpoint(args.address);
+  auto endpoint = ParseEndpointArgs(args.address);
   if (!endpoint) {
     std::fprintf(stderr, "rot13: %s\n", endpoint.error().ToString().c_str());
     return kExitBadAddress;

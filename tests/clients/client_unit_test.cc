@@ -2,7 +2,13 @@
 // the verification pattern and JSON strings.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <cerrno>
+#include <cstring>
 #include <random>
 
 #include "client/args.h"
@@ -56,6 +62,56 @@ TEST(EndpointTest, Rejects) {
   }
 }
 
+TEST(EndpointTest, SocatTcpPrefixes) {
+  EXPECT_EQ(Parsed("tcp:127.0.0.1:2000").ToString(), "127.0.0.1:2000");
+  EXPECT_EQ(Parsed("TCP:localhost:2000").ToString(), "localhost:2000");
+  EXPECT_EQ(Parsed("tcp:[::1]:2000").ToString(), "[::1]:2000");
+  EXPECT_EQ(Parsed("tcp4:localhost:7").family, Family::kIpv4);
+  EXPECT_EQ(Parsed("tcp6:localhost:7").family, Family::kIpv6);
+  EXPECT_EQ(Parsed("tcp:localhost:7").family, Family::kAny);
+  // Without a port after it, the prefix is a host name: "tcp:80" as before.
+  EXPECT_EQ(Parsed("tcp:80").ToString(), "tcp:80");
+  EXPECT_FALSE(Resolve(Parsed("tcp4:127.0.0.1:5"), Family::kIpv6).ok()) << "-6 with tcp4:";
+  auto v4 = Resolve(Parsed("tcp4:localhost:5"));
+  ASSERT_TRUE(v4.ok()) << v4.error().ToString();
+  for (const SocketAddress& a : *v4) EXPECT_EQ(a.family(), AF_INET) << a.ToString();
+}
+
+TEST(EndpointTest, HostAndPortAsTwoArguments) {
+  auto two = [](std::string_view host, std::string_view port) {
+    auto e = ParseEndpoint(host, port);
+    return e ? e->ToString() : "error: " + e.error().message();
+  };
+  EXPECT_EQ(two("127.0.0.1", "2000"), "127.0.0.1:2000");
+  EXPECT_EQ(two("example.org", "7"), "example.org:7");
+  EXPECT_EQ(two("::1", "2000"), "[::1]:2000");
+  EXPECT_EQ(two("[::1]", "2000"), "[::1]:2000");
+  for (auto [host, port] : std::vector<std::pair<const char*, const char*>>{
+           {"127.0.0.1", "0"}, {"127.0.0.1", "http"}, {"127.0.0.1:5", "6"}, {"unix:/x.sock", "6"}, {"a b", "6"}}) {
+    EXPECT_FALSE(ParseEndpoint(host, port).ok()) << host << " " << port;
+  }
+  std::vector<std::string> args;
+  EXPECT_EQ(ParseEndpointArgs(args)->ToString(), "localhost:1067");
+  args = {"[::1]:5"};
+  EXPECT_EQ(ParseEndpointArgs(args)->ToString(), "[::1]:5");
+  args = {"localhost", "5"};
+  EXPECT_EQ(ParseEndpointArgs(args)->ToString(), "localhost:5");
+}
+
+// The hint names what was typed, never a made-up address.
+TEST(EndpointTest, HintsShowTheTypedAddress) {
+  auto message = [](std::string_view text) {
+    auto e = ParseEndpoint(text);
+    return e ? std::string("parsed") : e.error().message();
+  };
+  EXPECT_NE(message("::ffff:10.0.0.1:2000").find("[::ffff:10.0.0.1]:2000"), std::string::npos)
+      << message("::ffff:10.0.0.1:2000");
+  std::string m = message("udp:127.0.0.1:2000");
+  EXPECT_NE(m.find("tcp:HOST:PORT"), std::string::npos) << m;
+  EXPECT_EQ(m.find("1067"), std::string::npos) << m;
+  EXPECT_EQ(m.find("brackets"), std::string::npos) << m;
+}
+
 TEST(EndpointTest, ResolvesNumericAndUnixAddresses) {
   auto v4 = Resolve(Parsed("127.0.0.1:5"));
   ASSERT_TRUE(v4.ok());
@@ -89,6 +145,35 @@ TEST(EndpointTest, FailureKindsAndExitCodes) {
   EXPECT_EQ(ExitCodeFor(FailureKind::kMismatch), 7);
 }
 
+// Every connection of both tools goes through StartConnect: TCP ones must not
+// wait for a delayed ACK before the tail of a message or a piece of input.
+TEST(EndpointTest, TcpConnectionsHaveNoDelay) {
+  for (int family : {AF_INET, AF_INET6}) {
+    SCOPED_TRACE(family == AF_INET ? "IPv4" : "IPv6");
+    UniqueFd listener(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(listener.valid());
+    sockaddr_storage ss{};
+    socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    ss.ss_family = static_cast<sa_family_t>(family);
+    if (family == AF_INET) {
+      reinterpret_cast<sockaddr_in*>(&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else {
+      reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr = in6addr_loopback;
+    }
+    ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&ss), len), 0) << std::strerror(errno);
+    ASSERT_EQ(listen(listener.get(), 4), 0);
+    SocketAddress address;
+    address.length = sizeof address.storage;
+    ASSERT_EQ(getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address.storage), &address.length), 0);
+    auto connection = ConnectAny({address}, std::chrono::milliseconds(2000));
+    ASSERT_TRUE(connection.ok()) << connection.error().ToString();
+    int nodelay = 0;
+    socklen_t size = sizeof nodelay;
+    ASSERT_EQ(getsockopt(connection->fd.get(), IPPROTO_TCP, TCP_NODELAY, &nodelay, &size), 0);
+    EXPECT_EQ(nodelay, 1);
+  }
+}
+
 TEST(ArgsTest, Sizes) {
   EXPECT_EQ(*ParseSize("512"), 512u);
   EXPECT_EQ(*ParseSize("64K"), 64u << 10);
@@ -102,11 +187,41 @@ TEST(ArgsTest, Sizes) {
   }
 }
 
-TEST(ArgsTest, Seconds) {
-  EXPECT_EQ(ParseSeconds("10")->count(), 10'000'000'000);
-  EXPECT_EQ(ParseSeconds("0.5")->count(), 500'000'000);
-  EXPECT_EQ(ParseSeconds("0")->count(), 0);
-  for (const char* bad : {"", "-1", "soon", "1s", "nan", "inf", "1e12"}) EXPECT_FALSE(ParseSeconds(bad).ok()) << bad;
+TEST(ArgsTest, Durations) {
+  // Plain numbers are seconds, as before.
+  EXPECT_EQ(ParseDuration("10")->count(), 10'000'000'000);
+  EXPECT_EQ(ParseDuration("0.5")->count(), 500'000'000);
+  EXPECT_EQ(ParseDuration("0")->count(), 0);
+  // wrk's units.
+  EXPECT_EQ(ParseDuration("10s")->count(), 10'000'000'000);
+  EXPECT_EQ(ParseDuration("500ms")->count(), 500'000'000);
+  EXPECT_EQ(ParseDuration("2m")->count(), 120'000'000'000);
+  EXPECT_EQ(ParseDuration("1.5h")->count(), 5'400'000'000'000);
+  EXPECT_EQ(ParseDuration("250us")->count(), 250'000);
+  EXPECT_EQ(ParseDuration("366d").ok(), false) << "no days";
+  for (const char* bad : {"", "-1", "-1s", "soon", "s", "1 s", "1S", "1sec", "1e3", "nan", "inf", "367h0", "9000h"}) {
+    EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
+  }
+}
+
+TEST(ArgsTest, FormattedAsTyped) {
+  using namespace std::chrono_literals;
+  EXPECT_EQ(FormatDuration(10s), "10s");
+  EXPECT_EQ(FormatDuration(1500ms), "1.5s");
+  EXPECT_EQ(FormatDuration(500ms), "500ms");
+  EXPECT_EQ(FormatDuration(2min), "2m");
+  EXPECT_EQ(FormatDuration(90s), "90s");
+  EXPECT_EQ(FormatDuration(1h), "1h");
+  EXPECT_EQ(FormatDuration(250us), "250us");
+  for (std::chrono::nanoseconds d : {std::chrono::nanoseconds(10s), std::chrono::nanoseconds(1500ms),
+                                      std::chrono::nanoseconds(2min), std::chrono::nanoseconds(90s)}) {
+    EXPECT_EQ(*ParseDuration(FormatDuration(d)), d) << FormatDuration(d);
+  }
+  EXPECT_EQ(FormatSize(64ull << 20), "64 MiB");
+  EXPECT_EQ(FormatSize(2ull << 30), "2 GiB");
+  EXPECT_EQ(FormatSize(1536), "1.5 KiB");
+  EXPECT_EQ(FormatSize(100), "100 bytes");
+  EXPECT_EQ(FormatSize(1), "1 byte");
 }
 
 TEST(HistogramTest, BucketsAreContiguousAndNarrow) {
@@ -141,6 +256,30 @@ TEST(HistogramTest, QuantilesOfAUniformSpread) {
   EXPECT_EQ(h.count(), 100'001u);
   EXPECT_EQ(h.min(), 5u);
   EXPECT_EQ(Histogram().ValueAtQuantile(0.5), 0u);
+}
+
+TEST(HistogramTest, StandardDeviationIsExact) {
+  Histogram h;
+  for (uint64_t v : {2, 4, 4, 4, 5, 5, 7, 9}) h.Record(v * 1'000'000);  // the textbook set: mean 5, stddev 2
+  EXPECT_DOUBLE_EQ(h.mean(), 5e6);
+  EXPECT_NEAR(h.stddev(), 2e6, 1e-3);
+  Histogram same;
+  for (int i = 0; i < 1000; ++i) same.Record(123'456'789);
+  EXPECT_EQ(same.stddev(), 0.0);
+  Histogram merged;
+  merged.Merge(h);
+  merged.Merge(Histogram());
+  EXPECT_NEAR(merged.stddev(), 2e6, 1e-3);
+  EXPECT_EQ(Histogram().stddev(), 0.0);
+}
+
+TEST(ReportTest, LatencyInWrksUnits) {
+  EXPECT_EQ(FormatLatency(786'430, 10), "  786.43us");
+  EXPECT_EQ(FormatLatency(1'620'000, 10), "    1.62ms");
+  EXPECT_EQ(FormatLatency(2'310'000'000, 10), "    2.31s ");
+  EXPECT_EQ(FormatLatency(500, 10), "    0.50us");
+  EXPECT_EQ(FormatLatency(999'996, 10), "    1.00ms") << "the unit is chosen after rounding";
+  EXPECT_EQ(FormatLatency(7200e9, 9), "7200.00s ");
 }
 
 TEST(PatternTest, ExpectedIsTheTransformOfWhatIsSent) {

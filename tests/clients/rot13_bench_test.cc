@@ -2,6 +2,8 @@
 // against wrong servers (a mismatch is found and reported, and fails the run).
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "tests/clients/client_fixture.h"
 #include "common/json.h"
 #include "tests/clients/test_server.h"
@@ -47,12 +49,15 @@ void ExpectClean(const Json& j) {
 void ExpectOrderedLatencies(const Json& j) {
   const Json& l = j["latency_us"];
   EXPECT_GT(Num(l, "p50"), 0);
-  EXPECT_LE(Num(l, "p50"), Num(l, "p90"));
+  EXPECT_LE(Num(l, "p50"), Num(l, "p75"));
+  EXPECT_LE(Num(l, "p75"), Num(l, "p90"));
   EXPECT_LE(Num(l, "p90"), Num(l, "p99"));
   EXPECT_LE(Num(l, "p99"), Num(l, "p999"));
   EXPECT_LE(Num(l, "p999"), Num(l, "max"));
   EXPECT_GT(Num(l, "mean"), 0);
   EXPECT_LE(Num(l, "mean"), Num(l, "max"));
+  EXPECT_GE(Num(l, "stdev"), 0);
+  EXPECT_LE(Num(l, "stdev"), Num(l, "max"));
 }
 
 TEST_F(BenchTest, StreamModeVerifiesEveryByte) {
@@ -111,6 +116,66 @@ TEST_F(BenchTest, RequestLimitEndsTheRunEarly) {
   EXPECT_EQ(Num(j, "cycles"), 50);
 }
 
+// wrk's durations: a unit, or a plain number of seconds.
+TEST_F(BenchTest, DurationsTakeUnits) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"rr", "-c", "2", "-d", "700ms", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_NEAR(Num(j, "duration_s"), 0.7, 1e-9);
+  EXPECT_GE(Num(j, "seconds"), 0.69);
+  EXPECT_LT(Num(j, "seconds"), 2);
+  j = BenchJson({"connect", "-c", "2", "-d", "0.3", "--timeout", "2s", "--max-time", "1m", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_NEAR(Num(j, "duration_s"), 0.3, 1e-9);
+  // 2m is longer than a --max-time of 90s: the units were understood.
+  ToolResult r = Bench({"rr", "-d", "2m", "--max-time", "90s", v4()});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
+  EXPECT_NE(r.err.find("-d is longer than --max-time"), std::string::npos) << r.err;
+  r = Bench({"rr", "-d", "10sec", v4()});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
+  EXPECT_NE(r.err.find("10s, 500ms, 2m"), std::string::npos) << "the error shows the forms: " << r.err;
+}
+
+// Without a mode, rr; the address may be HOST PORT.
+TEST_F(BenchTest, DefaultModeIsRr) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"-c", "2", "-d", "300ms", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["mode"].string, "rr");
+  EXPECT_EQ(Num(j, "message_size"), 64);
+  EXPECT_GT(Num(j, "requests"), 0);
+  j = BenchJson({"-c", "2", "-d", "300ms", "127.0.0.1", std::to_string(port_)}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["mode"].string, "rr");
+  EXPECT_EQ(j["address"].string, v4());
+  j = BenchJson({"stream", "-c", "1", "-n", "64K", "::1", std::to_string(port6_)}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["address"].string, v6());
+}
+
+// iperf3's habit: a stream that runs for a time rather than a number of bytes.
+TEST_F(BenchTest, StreamForADuration) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"stream", "-c", "2", "-d", "500ms", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["mode"].string, "stream");
+  EXPECT_NEAR(Num(j, "duration_s"), 0.5, 1e-9);
+  EXPECT_EQ(Num(j, "bytes_per_connection"), 0) << "no byte limit with -d alone";
+  EXPECT_GE(Num(j, "seconds"), 0.49);
+  EXPECT_LT(Num(j, "seconds"), 2);
+  EXPECT_GT(Num(j, "bytes"), 1 << 20) << "a loopback stream moves more than a MiB in half a second";
+  EXPECT_GE(Num(j, "bytes_sent"), Num(j, "bytes"));
+  EXPECT_EQ(Num(j, "requests"), 0) << "no connection ran out of bytes";
+  EXPECT_GT(Num(j, "mib_per_s"), 0);
+
+  // -n and -d together: whichever ends first; here the bytes.
+  j = BenchJson({"stream", "-c", "2", "-n", "1M", "-d", "30s", v4()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(Num(j, "requests"), 2);
+  EXPECT_EQ(Num(j, "bytes"), 2 << 20);
+  EXPECT_LT(Num(j, "seconds"), 20);
+}
+
 TEST_F(BenchTest, IdleConnectionsStayOpenThroughTheRun) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon());
   Json j = BenchJson({"rr", "-c", "2", "-d", "0.5", "--idle", "300", v4()}, kExitOk);
@@ -131,15 +196,107 @@ TEST_F(BenchTest, ThreadsIpv6AndUnixSockets) {
   EXPECT_EQ(Num(j, "bytes"), 2 << 20);
 }
 
+// The numbers of one latency cell as wrk prints them: "786.43us", "1.62ms", "2.31s".
+bool IsScaledLatency(const std::string& cell) {
+  size_t digits = cell.find_first_not_of("0123456789.");
+  if (digits == 0 || digits == std::string::npos) return false;
+  std::string unit = cell.substr(digits);
+  return (unit == "us" || unit == "ms" || unit == "s") && cell.find('.') != std::string::npos;
+}
+
+std::vector<std::string> Words(const std::string& line) {
+  std::vector<std::string> words;
+  std::istringstream in(line);
+  for (std::string w; in >> w;) words.push_back(w);
+  return words;
+}
+
+// The line that starts with `start` (not the first line), and the one after it; "" for none.
+std::string LineStarting(const std::string& text, const std::string& start, int after = 0) {
+  size_t at = text.find("\n" + start);
+  for (int i = 0; i < after && at != std::string::npos; ++i) at = text.find('\n', at + 1);
+  if (at == std::string::npos) return "";
+  return text.substr(at + 1, text.find('\n', at + 1) - at - 1);
+}
+
 TEST_F(BenchTest, HumanSummary) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon());
-  ToolResult r = Bench({"rr", "-c", "2", "-d", "0.3", v4()});
+  ToolResult r = Bench({"rr", "-c", "2", "-d", "300ms", v4()});
   EXPECT_EQ(r.exit_code, kExitOk) << r.err;
-  EXPECT_NE(r.out.find("rot13-bench rr to " + v4()), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("latency    p50 "), std::string::npos) << r.out;
+  EXPECT_TRUE(r.out.starts_with("Running 300ms rr test @ " + v4() + "\n")) << r.out;
+  EXPECT_NE(r.out.find("\n  1 thread and 2 connections, 64-byte messages, checked against rot13\n"),
+            std::string::npos)
+      << r.out;
+  // wrk's Avg and Stdev beside the percentiles, each in us, ms or s.
+  EXPECT_EQ(Words(LineStarting(r.out, "  latency ")),
+            (std::vector<std::string>{"latency", "avg", "stdev", "p50", "p90", "p99", "p99.9", "max"}))
+      << r.out;
+  std::vector<std::string> cells = Words(LineStarting(r.out, "  latency ", 1));
+  ASSERT_EQ(cells.size(), 7u) << r.out;
+  for (const std::string& cell : cells) EXPECT_TRUE(IsScaledLatency(cell)) << cell << " in\n" << r.out;
+  EXPECT_EQ(r.out.find("Latency Distribution"), std::string::npos) << "only with --latency";
   EXPECT_NE(r.out.find("failures   none"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("result     ok"), std::string::npos) << r.out;
   EXPECT_EQ(r.err, "") << "no progress line when stderr is not a terminal";
+
+  r = Bench({"stream", "-c", "2", "-n", "2M", v4()});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_TRUE(r.out.starts_with("Running stream test @ " + v4() + "\n")) << r.out;
+  EXPECT_NE(r.out.find("2 connections, 2 MiB each,"), std::string::npos) << "not \"2.0 MiB\": " << r.out;
+  EXPECT_NE(r.out.find("  sent       4 MiB ("), std::string::npos) << r.out;
+  r = Bench({"stream", "-c", "1", "-d", "200ms", v4()});
+  EXPECT_TRUE(r.out.starts_with("Running 200ms stream test @ " + v4() + "\n")) << r.out;
+  EXPECT_NE(r.out.find("1 connection, no byte limit,"), std::string::npos) << r.out;
+}
+
+// wrk's --latency: the 50th, 75th, 90th and 99th percentiles, one a line, in scaled units.
+TEST_F(BenchTest, LatencyDistribution) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  ToolResult r = Bench({"connect", "-c", "2", "-d", "300ms", "--latency", v4()});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  size_t at = r.out.find("\n  Latency Distribution\n");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  std::istringstream lines(r.out.substr(at + 24));
+  double previous = 0;
+  for (const char* percent : {"50%", "75%", "90%", "99%"}) {
+    std::string line;
+    std::getline(lines, line);
+    std::vector<std::string> w = Words(line);
+    ASSERT_EQ(w.size(), 2u) << line;
+    EXPECT_EQ(w[0], percent) << line;
+    EXPECT_TRUE(IsScaledLatency(w[1])) << line;
+    EXPECT_EQ(line.size(), 18u) << "wrk's columns: \"" << line << "\"";
+    double scale = w[1].ends_with("us") ? 1e-3 : w[1].ends_with("ms") ? 1 : 1e3;
+    double ms = std::stod(w[1]) * scale;
+    EXPECT_GE(ms, previous) << line;
+    previous = ms;
+  }
+  // The JSON has the same percentiles, and the standard deviation.
+  Json j = BenchJson({"rr", "-c", "2", "-d", "300ms", "--latency", v4()}, kExitOk);
+  EXPECT_LE(Num(j["latency_us"], "p50"), Num(j["latency_us"], "p75"));
+  EXPECT_LE(Num(j["latency_us"], "p75"), Num(j["latency_us"], "p90"));
+  EXPECT_GE(Num(j["latency_us"], "stdev"), 0);
+  r = Bench({"stream", "--latency", v4()});
+  EXPECT_EQ(r.exit_code, kExitUsage) << "stream measures no latency: " << r.err;
+}
+
+// wrk prints its header before the run, and so does rot13-bench: it must
+// arrive while the run still goes on.
+TEST_F(BenchTest, HeaderComesBeforeTheRun) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  const auto start = Clock::now();
+  std::string out;
+  milliseconds first_output{-1};
+  ToolOutput watch;
+  watch.consume = [&](const char* data, size_t n) {
+    if (out.empty()) first_output = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+    out.append(data, n);
+  };
+  ToolResult r = RunTool({BenchPath(), "-c", "2", "-d", "2s", v4()}, {}, watch, 30s);
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_TRUE(out.starts_with("Running 2s rr test @ " + v4() + "\n")) << out;
+  EXPECT_GE(r.elapsed, 2s);
+  EXPECT_LT(first_output, 1500ms) << "the header came with the report, not before the run";
 }
 
 TEST_F(BenchTest, EchoServerFailsTheRot13Check) {
@@ -186,10 +343,12 @@ TEST_F(BenchTest, OneCorruptedByteMidStreamIsFound) {
   EXPECT_EQ(Num(j["mismatch"], "request"), 15);
   EXPECT_EQ(Num(j["mismatch"], "offset"), 40);
 
-  // And the summary for people says so too.
+  // And the summary for people says so too, naming the connection once.
   raw = Bench({"stream", "-c", "1", "-n", "1M", corrupting.address()});
   EXPECT_EQ(raw.exit_code, kExitMismatch);
   EXPECT_NE(raw.out.find("MISMATCH   connection 0, byte 300000"), std::string::npos) << raw.out;
+  EXPECT_NE(raw.out.find("the first: connection 0, byte 300000: expected"), std::string::npos) << raw.out;
+  EXPECT_EQ(raw.out.find("connection 0: connection 0"), std::string::npos) << raw.out;
 }
 
 TEST_F(BenchTest, ResetsDuringTheRunAreCountedByKind) {
@@ -228,17 +387,25 @@ TEST_F(BenchTest, NoServerExits4) {
 }
 
 TEST_F(BenchTest, BadAddressExits3) {
-  ToolResult r = Bench({"rr", "127.0.0.1:0"});
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"rr", "127.0.0.1:0"}, {"stream", "[::1"}, {"rr", "a:1", "b:2"}, {"127.0.0.1", "0"}}) {
+    SCOPED_TRACE(args[0] + " " + args[1]);
+    ToolResult r = Bench(args);
+    EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
+  }
+  // A mistyped mode reads as a host name; when that does not resolve, the
+  // message says that it is no mode either. The resolver is told not to wait long.
+  ToolResult r = RunTool({BenchPath(), "strem"}, {}, {}, 20s, {"RES_OPTIONS=timeout:1 attempts:1"});
   EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
-  r = Bench({"stream", "[::1"});
-  EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
+  EXPECT_NE(r.err.find("cannot resolve \"strem\""), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the modes are rr, connect and stream"), std::string::npos) << r.err;
 }
 
 TEST_F(BenchTest, UsageErrorsExit2) {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {}, {"walk"}, {"stream", "-d", "1"}, {"stream", "-s", "10"}, {"rr", "-n", "1M"}, {"rr", "-c", "0"},
-           {"rr", "--expect", "rot47"}, {"rr", "-d", "0"}, {"rr", "-d", "700"}, {"rr", "a:1", "b:2"},
-           {"connect", "--bogus"}}) {
+           {"walk", "a:1"}, {"walk", "a", "1"}, {"stream", "-r", "5"}, {"stream", "-s", "10"}, {"rr", "-n", "1M"},
+           {"rr", "-c", "0"}, {"rr", "--expect", "rot47"}, {"rr", "-d", "0"}, {"rr", "-d", "700"},
+           {"stream", "-d", "11m"}, {"rr", "a", "1", "2"}, {"connect", "--bogus"}}) {
     SCOPED_TRACE(args.empty() ? "(no arguments)" : args[0] + " " + (args.size() > 1 ? args[1] : ""));
     ToolResult r = Bench(args);
     EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
@@ -246,10 +413,12 @@ TEST_F(BenchTest, UsageErrorsExit2) {
   }
   ToolResult r = Bench({"--help"});
   EXPECT_EQ(r.exit_code, kExitOk);
-  EXPECT_NE(r.out.find("Usage: rot13-bench stream"), std::string::npos);
-  r = Bench({"--version"});
-  EXPECT_EQ(r.exit_code, kExitOk);
-  EXPECT_TRUE(r.out.starts_with("rot13-bench ")) << r.out;
+  EXPECT_NE(r.out.find("Usage: rot13-bench [rr]"), std::string::npos) << r.out;
+  for (const char* flag : {"--version", "-v"}) {
+    r = Bench({flag});
+    EXPECT_EQ(r.exit_code, kExitOk) << flag;
+    EXPECT_EQ(r.out, "rot13-bench " ROT13D_VERSION "\n") << flag;
+  }
 }
 
 }  // namespace

@@ -50,6 +50,40 @@ TEST_F(Rot13ClientTest, HostNamesAndDefaultHost) {
   EXPECT_EQ(r.out, "klm");
 }
 
+// nc's habit: HOST and PORT as two arguments.
+TEST_F(Rot13ClientTest, HostAndPortAsTwoArguments) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  ToolResult r = Rot13({"127.0.0.1", std::to_string(port_)}, Text("abc"));
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "nop");
+  r = Rot13({"-w", "5", "::1", std::to_string(port6_)}, Text("xyz"));
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "klm");
+}
+
+// socat's habit: tcp:HOST:PORT (and tcp4:, tcp6:, in any case).
+TEST_F(Rot13ClientTest, SocatTcpAddress) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  for (const std::string& where : {"tcp:127.0.0.1:" + std::to_string(port_), "TCP4:localhost:" + std::to_string(port_),
+                                   "tcp6:[::1]:" + std::to_string(port6_)}) {
+    SCOPED_TRACE(where);
+    ToolResult r = Rot13({where}, Text("abc"));
+    EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+    EXPECT_EQ(r.out, "nop");
+  }
+}
+
+// An address rot13 does not take gets a hint built from what was typed.
+TEST_F(Rot13ClientTest, WrongAddressHintShowsTheTypedPort) {
+  ToolResult r = Rot13({"udp:127.0.0.1:2345"}, Text("abc"));
+  EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
+  EXPECT_NE(r.err.find("tcp:HOST:PORT"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("1067"), std::string::npos) << "no port the user did not type: " << r.err;
+  r = Rot13({"::ffff:127.0.0.1:2345"}, Text("abc"));
+  EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
+  EXPECT_NE(r.err.find("[::ffff:127.0.0.1]:2345"), std::string::npos) << r.err;
+}
+
 TEST_F(Rot13ClientTest, Ipv6) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon());
   ToolResult r = Rot13({v6()}, Text("Hello over IPv6"));
@@ -142,9 +176,29 @@ TEST_F(Rot13ClientTest, ResetExits5) {
   EXPECT_NE(r.err.find("reset"), std::string::npos) << r.err;
 }
 
+// A server that closes before it answered all the input is a failure, not
+// success: exit status 7, as rot13-bench's "too few bytes".
+TEST_F(Rot13ClientTest, ServerClosingBeforeAnsweringAllExits7) {
+  TestServer partial(TestServer::AnswersOnly(5));
+  ToolResult r = Rot13({partial.address()}, Text("Hello, world"));
+  EXPECT_EQ(r.exit_code, kExitMismatch) << r.err;
+  EXPECT_EQ(r.out, "Uryyb") << "what did come is still written out";
+  EXPECT_NE(r.err.find("after answering 5 of 12 bytes"), std::string::npos) << r.err;
+
+  TestServer early(TestServer::HalfClosesAfter(1000));
+  ToolInput in;
+  in.size = 1ull << 30;  // far more than goes through before the close is seen
+  in.produce = [](uint64_t, char* buffer, size_t n) { std::memset(buffer, 'a', n); };
+  r = Rot13({early.address()}, in, {}, 30s);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, kExitMismatch) << r.err;
+  EXPECT_EQ(r.out, std::string(1000, 'n'));
+  EXPECT_NE(r.err.find("before all input was sent"), std::string::npos) << r.err;
+}
+
 TEST_F(Rot13ClientTest, IdleTimeoutExits6) {
   TestServer server(TestServer::Silent);
-  ToolResult r = Rot13({"-w", "0.5", server.address()}, Text("Hello"));
+  ToolResult r = Rot13({"-w", "500ms", server.address()}, Text("Hello"));
   EXPECT_EQ(r.exit_code, kExitTimeout) << r.err;
   EXPECT_NE(r.err.find("timed out"), std::string::npos) << r.err;
   EXPECT_GE(r.elapsed, 450ms);
@@ -162,10 +216,11 @@ TEST_F(Rot13ClientTest, ConnectTimeoutExits6) {
 }
 
 TEST_F(Rot13ClientTest, BadAddressExits3) {
-  for (const char* bad : {"127.0.0.1:99999", "127.0.0.1:", "127.0.0.1:http", "[::1", "[::1]x", "[]:5", "1:2:3:x",
-                          "unix:", "host name:5"}) {
-    SCOPED_TRACE(bad);
-    ToolResult r = Rot13({bad}, Text("Hello"));
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"127.0.0.1:99999"}, {"127.0.0.1:"}, {"127.0.0.1:http"}, {"[::1"}, {"[::1]x"}, {"[]:5"}, {"1:2:3:x"},
+           {"unix:"}, {"host name:5"}, {"127.0.0.1", "0"}, {"127.0.0.1:5", "6"}, {"a:1", "b:2"}, {"unix:/x", "5"}}) {
+    SCOPED_TRACE(bad[0] + (bad.size() > 1 ? " " + bad[1] : ""));
+    ToolResult r = Rot13(bad, Text("Hello"));
     EXPECT_EQ(r.exit_code, kExitBadAddress) << r.err;
     EXPECT_NE(r.err.find("rot13: "), std::string::npos) << r.err;
   }
@@ -177,7 +232,7 @@ TEST_F(Rot13ClientTest, BadAddressExits3) {
 
 TEST_F(Rot13ClientTest, UsageErrorsExit2) {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {"--no-such-option"}, {"-x"}, {"a:1", "b:2"}, {"-w"}, {"-w", "soon"}, {"--connect-timeout", "0"},
+           {"--no-such-option"}, {"-x"}, {"a", "1", "2"}, {"-w"}, {"-w", "soon"}, {"--connect-timeout", "0"},
            {"--connect-timeout=-1"}}) {
     SCOPED_TRACE(args[0]);
     ToolResult r = Rot13(args, Text("Hello"));
@@ -192,9 +247,12 @@ TEST_F(Rot13ClientTest, HelpAndVersion) {
   EXPECT_EQ(r.exit_code, kExitOk);
   EXPECT_NE(r.out.find("Usage: rot13 "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Exit status"), std::string::npos) << r.out;
-  r = Rot13({"--version"});
-  EXPECT_EQ(r.exit_code, kExitOk);
-  EXPECT_TRUE(r.out.starts_with("rot13 ")) << r.out;
+  // -v as well, like rot13d -v: the project's version from CMake.
+  for (const char* flag : {"--version", "-v"}) {
+    r = Rot13({flag});
+    EXPECT_EQ(r.exit_code, kExitOk) << flag;
+    EXPECT_EQ(r.out, "rot13 " ROT13D_VERSION "\n") << flag;
+  }
 }
 
 }  // namespace

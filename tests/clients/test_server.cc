@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -128,6 +129,40 @@ TestServer::Handler TestServer::Rot13Corrupting(uint64_t corrupt_at) {
       std::memcpy(data, rotated.data(), n);
       if (corrupt_at >= offset && corrupt_at < offset + n) data[corrupt_at - offset] ^= 1;
     });
+  };
+}
+
+TestServer::Handler TestServer::AnswersOnly(uint64_t answered) {
+  return [answered](int fd, size_t, const std::atomic<bool>&) {
+    std::string input;
+    char buf[64 * 1024];
+    while (true) {
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      input.append(buf, static_cast<size_t>(n));
+    }
+    std::string answer = blackbox::Rot13(std::string_view(input).substr(0, answered));
+    WriteAll(fd, answer.data(), answer.size());
+  };
+}
+
+TestServer::Handler TestServer::HalfClosesAfter(uint64_t answered) {
+  return [answered](int fd, size_t, const std::atomic<bool>& stopping) {
+    char buf[64 * 1024];
+    uint64_t done = 0;
+    while (!stopping) {
+      size_t want = done < answered ? static_cast<size_t>(std::min<uint64_t>(answered - done, sizeof buf)) : sizeof buf;
+      ssize_t n = recv(fd, buf, want, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      if (done < answered) {
+        std::string answer = blackbox::Rot13(std::string_view(buf, static_cast<size_t>(n)));
+        if (!WriteAll(fd, answer.data(), answer.size())) break;
+        done += static_cast<uint64_t>(n);
+        if (done == answered) shutdown(fd, SHUT_WR);
+      }
+    }
   };
 }
 

@@ -39,6 +39,13 @@ class TestServer {
   // rot13 like rot13d, but the byte at stream offset `corrupt_at` of every
   // connection comes back with its low bit flipped.
   static Handler Rot13Corrupting(uint64_t corrupt_at);
+  // Reads the client's input up to its EOF, answers (rot13) only the first
+  // `answered` bytes of it, and closes: a server that drops part of its answer.
+  static Handler AnswersOnly(uint64_t answered);
+  // Answers (rot13) the first `answered` bytes, then half-closes while it reads
+  // and discards the rest up to the client's EOF (so that its close sends no
+  // RST): a server that ends before the client's input is all sent.
+  static Handler HalfClosesAfter(uint64_t answered);
   // Reads until the client has sent something, then resets the connection.
   static void ResetAfterFirstBytes(int fd, size_t index, const std::atomic<bool>& stopping);
   // Reads nothing and answers nothing until the test ends.
