@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/capabilities.h"
@@ -24,6 +25,7 @@
 #include "common/log.h"
 #include "daemon/accept_balance.h"
 #include "daemon/connection.h"
+#include "daemon/drain_signal.h"
 
 namespace rot13d::daemon {
 namespace {
@@ -112,6 +114,7 @@ class Worker {
   void ReconsiderAccepting();
   bool BalanceAllowsAccepting() { return balance_.Allows(static_cast<uint32_t>(open_), accepting_, now_); }
   void StartDrain();
+  void CutAtShutdown();
   void OnSignal();
   void SweepIdle(Clock::time_point now);
   int NextTimeoutMs(Clock::time_point now) const;
@@ -134,6 +137,9 @@ class Worker {
   // Taken once per loop turn, after epoll_wait: the time of every event in it.
   Clock::time_point now_{};
   bool draining_ = false;
+  // Draining on the supervisor's request: when to close what is still open,
+  // just before its SIGKILL (see daemon/drain_signal.h).
+  std::optional<Clock::time_point> cut_at_;
   bool quit_ = false;
   Clock::time_point accept_paused_until_{};
   Clock::time_point last_tick_{};
@@ -450,10 +456,23 @@ void Worker::OnSignal() {
     switch (si.ssi_signo) {
       case SIGQUIT: quit_ = true; break;
       case SIGTERM:
-      case SIGINT: StartDrain(); break;
+      case SIGINT:
+        // Even when already draining (a terminal's SIGINT may come first):
+        // only the supervisor's request carries the deadline.
+        if (auto drain = DrainTimeOf(si, p_.supervisor_pid); drain && !cut_at_) cut_at_ = now_ + DrainCutoff(*drain);
+        StartDrain();
+        break;
       default: break;  // a stray signal, or one sent to the whole group for the supervisor
     }
   }
+}
+
+// The supervisor's SIGKILL is due: end what is left here instead, so each
+// connection is counted as cut at shutdown, and exit.
+void Worker::CutAtShutdown() {
+  if (open_ == 0) return;
+  Log(LogLevel::kNotice, "shutdown_timeout reached: closing " + Count(static_cast<unsigned>(open_), "open connection"));
+  while (oldest_) CloseConnection(oldest_, CloseReason::kShutdown);
 }
 
 void Worker::SweepIdle(Clock::time_point now) {
@@ -466,6 +485,7 @@ int Worker::NextTimeoutMs(Clock::time_point now) const {
   if (p_.idle_timeout.count() > 0 && oldest_) next = std::min(next, oldest_->last_active + p_.idle_timeout);
   if (!accepting_ && !draining_ && accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
   if (balance_held_) next = std::min(next, now + balance_.recheck());
+  if (cut_at_) next = std::min(next, *cut_at_);
   auto ms = std::chrono::duration_cast<milliseconds>(next - now).count() + 1;
   return static_cast<int>(std::max<int64_t>(0, ms));
 }
@@ -521,6 +541,7 @@ bool Worker::OnEvent(const epoll_event& event) {
 // False when the supervisor is gone (an orphan never serves alone).
 bool Worker::AfterEvents(bool nudged) {
   SweepIdle(now_);
+  if (cut_at_ && now_ >= *cut_at_) CutAtShutdown();
   ReconsiderAccepting();
   balance_.AfterTurn(balance_held_);
   if (balance_held_) RescueBacklog();
