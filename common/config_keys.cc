@@ -15,6 +15,7 @@ using std::chrono::milliseconds;
 constexpr LogLevel kLogLevels[] = {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kNotice, LogLevel::kWarning,
                                    LogLevel::kError};
 constexpr LogTarget kLogTargets[] = {LogTarget::kAuto, LogTarget::kStderr, LogTarget::kJournal};
+constexpr ConnectionLog kConnectionLogs[] = {ConnectionLog::kOff, ConnectionLog::kErrors, ConnectionLog::kAll};
 
 // The table. A new key is one row here (and its field in Config); the docs
 // test then asks for it in README.md, rot13d.toml(5) and etc/rot13d.toml.
@@ -47,6 +48,8 @@ constexpr ConfigKey kKeys[] = {
     {"user", NameKind{&Config::user, false, &Config::user_set},
      "started as root, the user to become after binding (\"root\" keeps root)"},
     {"group", NameKind{&Config::group, true}, "the group to become with user (\"\" = the user's primary group)"},
+    {"connection_log", EnumKind<ConnectionLog>{&Config::connection_log, "setting", kConnectionLogs, ConnectionLogName},
+     "a log line per closed connection: none, those ended by a reset or an error, or all"},
 };
 
 // ---- Reading values: the checks the kinds share --------------------------------

@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "daemon/accept_balance.h"
 #include "daemon/connection.h"
+#include "daemon/connection_log.h"
 #include "daemon/drain_signal.h"
 
 namespace rot13d::daemon {
@@ -80,7 +81,14 @@ struct Connection {
   // Intrusive list in order of last activity, oldest first, for the idle sweep.
   Connection* prev = nullptr;
   Connection* next = nullptr;
+  // For the connection log. What went out needs no counter of its own: every
+  // byte read is sent or still pending (or, on a failed send, lost at the
+  // close: see OnConnectionEvent).
+  uint64_t bytes_in = 0;
 };
+// 88 bytes: the same 96-byte malloc chunk as the 80 it took before bytes_in,
+// so an idle connection costs no more.
+static_assert(sizeof(Connection) <= 88, "keep an idle connection in glibc's 96-byte malloc chunk");
 
 class Worker {
  public:
@@ -106,7 +114,9 @@ class Worker {
   void ReportExhaustion(int error);
   void AddConnection(UniqueFd fd, bool tcp);
   void OnConnectionEvent(Connection* c, uint32_t events);
-  void CloseConnection(Connection* c, CloseReason reason);
+  // `undelivered`: bytes read and not sent; between events, what is pending.
+  void CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered);
+  void CloseConnection(Connection* c, CloseReason reason) { CloseConnection(c, reason, c->engine.pending_size()); }
   void Touch(Connection* c);
   void Unlink(Connection* c);
   bool UpdateInterest(Connection* c);
@@ -141,6 +151,7 @@ class Worker {
   // just before its SIGKILL (see daemon/drain_signal.h).
   std::optional<Clock::time_point> cut_at_;
   bool quit_ = false;
+  ConnectionLogger connection_log_{p_.connection_log};
   Clock::time_point accept_paused_until_{};
   Clock::time_point last_tick_{};
   Clock::time_point last_exhaustion_log_{};
@@ -384,11 +395,14 @@ void Worker::Touch(Connection* c) {
   newest_ = c;
 }
 
-void Worker::CloseConnection(Connection* c, CloseReason reason) {
+void Worker::CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered) {
   Bump(p_.stats->closed[static_cast<size_t>(reason)], uint64_t{1});
   auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now_ - c->accepted).count());
   Bump(p_.stats->duration_buckets[DurationBucket(micros)], uint64_t{1});
   Bump(p_.stats->duration_sum_us, micros);
+  if (connection_log_.Wants(reason)) {
+    connection_log_.Closed(c->fd.borrow(), reason, micros, c->bytes_in, c->bytes_in - undelivered, now_);
+  }
   Unlink(c);
   int fd = c->fd.get();
   by_fd_[static_cast<size_t>(fd)].reset();  // closing removes it from epoll
@@ -411,6 +425,10 @@ bool Worker::UpdateInterest(Connection* c) {
 void Worker::OnConnectionEvent(Connection* c, uint32_t events) {
   SocketIo io{c->fd.get()};
   uint64_t sent = 0, received = 0;
+  // Before the event every byte read was sent or is pending; a failed send
+  // may drop the rest of a read, so what is owed at a close in it is counted
+  // from here: pending before, plus read, minus sent.
+  const uint64_t pending_before = c->engine.pending_size();
   Step step = Step::kKeep;
   CloseReason reason = CloseReason::kError;
   if (events & EPOLLOUT) step = c->engine.OnWritable(io, &sent);
@@ -425,9 +443,11 @@ void Worker::OnConnectionEvent(Connection* c, uint32_t events) {
   }
   if (sent > 0) Bump(p_.stats->bytes_sent, sent);
   if (received > 0) Bump(p_.stats->bytes_received, received);
+  c->bytes_in += received;
   Touch(c);  // any readiness is traffic, even a read whose bytes all wait to be sent
   if (step == Step::kClose) {
-    CloseConnection(c, reason == CloseReason::kReset ? reason : c->engine.close_reason());
+    CloseConnection(c, reason == CloseReason::kReset ? reason : c->engine.close_reason(),
+                    pending_before + received - sent);
   } else if (!UpdateInterest(c)) {
     CloseConnection(c, CloseReason::kError);
   }
@@ -468,7 +488,7 @@ void Worker::OnSignal() {
 }
 
 // The supervisor's SIGKILL is due: end what is left here instead, so each
-// connection is counted as cut at shutdown, and exit.
+// connection is counted (and logged) as cut at shutdown, and exit.
 void Worker::CutAtShutdown() {
   if (open_ == 0) return;
   Log(LogLevel::kNotice, "shutdown_timeout reached: closing " + Count(static_cast<unsigned>(open_), "open connection"));
@@ -518,6 +538,7 @@ int Worker::Run() {
     }
 #endif
   }
+  connection_log_.Flush(Clock::now());
   return kExitOk;
 }
 
@@ -542,6 +563,7 @@ bool Worker::OnEvent(const epoll_event& event) {
 bool Worker::AfterEvents(bool nudged) {
   SweepIdle(now_);
   if (cut_at_ && now_ >= *cut_at_) CutAtShutdown();
+  connection_log_.Tick(now_);
   ReconsiderAccepting();
   balance_.AfterTurn(balance_held_);
   if (balance_held_) RescueBacklog();
@@ -572,6 +594,7 @@ WorkerParams ParamsFor(const Config& config) {
   p.buffer_size = config.buffer_size;
   p.max_connections = config.max_connections;
   p.idle_timeout = config.idle_timeout;
+  p.connection_log = config.connection_log;
   // Four heartbeats per heartbeat_timeout at least, so an idle worker never looks hung.
   if (config.heartbeat_timeout.count() > 0) p.tick = std::min(p.tick, config.heartbeat_timeout / 4);
   return p;
