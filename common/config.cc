@@ -21,6 +21,15 @@
 
 namespace rot13d {
 
+const char* ConnectionLogName(ConnectionLog mode) {
+  switch (mode) {
+    case ConnectionLog::kOff: return "off";
+    case ConnectionLog::kErrors: return "errors";
+    case ConnectionLog::kAll: return "all";
+  }
+  return "?";
+}
+
 Config Config::Defaults() {
   Config c;
   c.listen.push_back(*ParseListenAddress("0.0.0.0:1067"));

@@ -19,6 +19,11 @@ namespace rot13d {
 inline constexpr const char* kDefaultConfigPath = "/etc/rot13d/rot13d.toml";
 inline constexpr int kMaxWorkers = 1024;
 
+// Which closed connections get a line in the log (see daemon/connection_log.h).
+enum class ConnectionLog { kOff, kErrors, kAll };
+// "off", "errors", "all".
+const char* ConnectionLogName(ConnectionLog mode);
+
 struct Config {
   std::vector<ListenAddress> listen;  // never empty after validation
   bool listen_set = false;            // the file named `listen` (matters under socket activation)
@@ -46,6 +51,7 @@ struct Config {
   std::string group;
   // The HTTP admin endpoint (GET /metrics, /status): addresses like listen's; none by default.
   std::vector<ListenAddress> admin_listen;
+  ConnectionLog connection_log = ConnectionLog::kOff;
 
   static Config Defaults();
 };

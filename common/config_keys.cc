@@ -15,6 +15,7 @@ using std::chrono::milliseconds;
 constexpr LogLevel kLogLevels[] = {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kNotice, LogLevel::kWarning,
                                    LogLevel::kError};
 constexpr LogTarget kLogTargets[] = {LogTarget::kAuto, LogTarget::kStderr, LogTarget::kJournal};
+constexpr ConnectionLog kConnectionLogs[] = {ConnectionLog::kOff, ConnectionLog::kErrors, ConnectionLog::kAll};
 
 // The table. A new key is one row here (and its field in Config); the docs
 // test then asks for it in README.md, rot13d.toml(5) and etc/rot13d.toml.
@@ -49,6 +50,8 @@ constexpr ConfigKey kKeys[] = {
     {"group", NameKind{&Config::group, true}, "the group to become with user (\"\" = the user's primary group)"},
     {"admin_listen", ListenKind{&Config::admin_listen, nullptr, /*empty_ok=*/true},
      "addresses of the HTTP admin endpoint (/metrics, /status); [] = none"},
+    {"connection_log", EnumKind<ConnectionLog>{&Config::connection_log, "setting", kConnectionLogs, ConnectionLogName},
+     "a log line per closed connection: none, those ended by a reset or an error, or all"},
 };
 
 // ---- Reading values: the checks the kinds share --------------------------------

@@ -87,7 +87,8 @@ struct ListenKind {
 };
 
 using ConfigKind = std::variant<IntegerKind<int>, IntegerKind<size_t>, IntegerOrAutoKind, SecondsKind,
-                                EnumKind<LogLevel>, EnumKind<LogTarget>, OctalModeKind, NameKind, ListenKind>;
+                                EnumKind<LogLevel>, EnumKind<LogTarget>, OctalModeKind, NameKind, ListenKind,
+                                EnumKind<ConnectionLog>>;
 
 // One key of the file. Its default is the initializer of its Config field
 // (Config::Defaults() for listen), which FormatConfigValue prints.

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/capabilities.h"
@@ -25,6 +26,8 @@
 #include "common/proctitle.h"
 #include "daemon/accept_balance.h"
 #include "daemon/connection.h"
+#include "daemon/connection_log.h"
+#include "daemon/drain_signal.h"
 
 namespace rot13d::daemon {
 namespace {
@@ -79,7 +82,14 @@ struct Connection {
   // Intrusive list in order of last activity, oldest first, for the idle sweep.
   Connection* prev = nullptr;
   Connection* next = nullptr;
+  // For the connection log. What went out needs no counter of its own: every
+  // byte read is sent or still pending (or, on a failed send, lost at the
+  // close: see OnConnectionEvent).
+  uint64_t bytes_in = 0;
 };
+// 88 bytes: the same 96-byte malloc chunk as the 80 it took before bytes_in,
+// so an idle connection costs no more.
+static_assert(sizeof(Connection) <= 88, "keep an idle connection in glibc's 96-byte malloc chunk");
 
 class Worker {
  public:
@@ -105,7 +115,9 @@ class Worker {
   void ReportExhaustion(int error);
   void AddConnection(UniqueFd fd, bool tcp);
   void OnConnectionEvent(Connection* c, uint32_t events);
-  void CloseConnection(Connection* c, CloseReason reason);
+  // `undelivered`: bytes read and not sent; between events, what is pending.
+  void CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered);
+  void CloseConnection(Connection* c, CloseReason reason) { CloseConnection(c, reason, c->engine.pending_size()); }
   void Touch(Connection* c);
   void Unlink(Connection* c);
   bool UpdateInterest(Connection* c);
@@ -113,6 +125,7 @@ class Worker {
   void ReconsiderAccepting();
   bool BalanceAllowsAccepting() { return balance_.Allows(static_cast<uint32_t>(open_), accepting_, now_); }
   void StartDrain();
+  void CutAtShutdown();
   void OnSignal();
   void SweepIdle(Clock::time_point now);
   int NextTimeoutMs(Clock::time_point now) const;
@@ -135,7 +148,11 @@ class Worker {
   // Taken once per loop turn, after epoll_wait: the time of every event in it.
   Clock::time_point now_{};
   bool draining_ = false;
+  // Draining on the supervisor's request: when to close what is still open,
+  // just before its SIGKILL (see daemon/drain_signal.h).
+  std::optional<Clock::time_point> cut_at_;
   bool quit_ = false;
+  ConnectionLogger connection_log_{p_.connection_log};
   Clock::time_point accept_paused_until_{};
   Clock::time_point last_tick_{};
   Clock::time_point last_exhaustion_log_{};
@@ -380,11 +397,14 @@ void Worker::Touch(Connection* c) {
   newest_ = c;
 }
 
-void Worker::CloseConnection(Connection* c, CloseReason reason) {
+void Worker::CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered) {
   Bump(p_.stats->closed[static_cast<size_t>(reason)], uint64_t{1});
   auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now_ - c->accepted).count());
   Bump(p_.stats->duration_buckets[DurationBucket(micros)], uint64_t{1});
   Bump(p_.stats->duration_sum_us, micros);
+  if (connection_log_.Wants(reason)) {
+    connection_log_.Closed(c->fd.borrow(), reason, micros, c->bytes_in, c->bytes_in - undelivered, now_);
+  }
   Unlink(c);
   int fd = c->fd.get();
   by_fd_[static_cast<size_t>(fd)].reset();  // closing removes it from epoll
@@ -407,6 +427,10 @@ bool Worker::UpdateInterest(Connection* c) {
 void Worker::OnConnectionEvent(Connection* c, uint32_t events) {
   SocketIo io{c->fd.get()};
   uint64_t sent = 0, received = 0;
+  // Before the event every byte read was sent or is pending; a failed send
+  // may drop the rest of a read, so what is owed at a close in it is counted
+  // from here: pending before, plus read, minus sent.
+  const uint64_t pending_before = c->engine.pending_size();
   Step step = Step::kKeep;
   CloseReason reason = CloseReason::kError;
   if (events & EPOLLOUT) step = c->engine.OnWritable(io, &sent);
@@ -421,9 +445,11 @@ void Worker::OnConnectionEvent(Connection* c, uint32_t events) {
   }
   if (sent > 0) Bump(p_.stats->bytes_sent, sent);
   if (received > 0) Bump(p_.stats->bytes_received, received);
+  c->bytes_in += received;
   Touch(c);  // any readiness is traffic, even a read whose bytes all wait to be sent
   if (step == Step::kClose) {
-    CloseConnection(c, reason == CloseReason::kReset ? reason : c->engine.close_reason());
+    CloseConnection(c, reason == CloseReason::kReset ? reason : c->engine.close_reason(),
+                    pending_before + received - sent);
   } else if (!UpdateInterest(c)) {
     CloseConnection(c, CloseReason::kError);
   }
@@ -453,10 +479,23 @@ void Worker::OnSignal() {
     switch (si.ssi_signo) {
       case SIGQUIT: quit_ = true; break;
       case SIGTERM:
-      case SIGINT: StartDrain(); break;
+      case SIGINT:
+        // Even when already draining (a terminal's SIGINT may come first):
+        // only the supervisor's request carries the deadline.
+        if (auto drain = DrainTimeOf(si, p_.supervisor_pid); drain && !cut_at_) cut_at_ = now_ + DrainCutoff(*drain);
+        StartDrain();
+        break;
       default: break;  // a stray signal, or one sent to the whole group for the supervisor
     }
   }
+}
+
+// The supervisor's SIGKILL is due: end what is left here instead, so each
+// connection is counted (and logged) as cut at shutdown, and exit.
+void Worker::CutAtShutdown() {
+  if (open_ == 0) return;
+  Log(LogLevel::kNotice, "shutdown_timeout reached: closing " + Count(static_cast<unsigned>(open_), "open connection"));
+  while (oldest_) CloseConnection(oldest_, CloseReason::kShutdown);
 }
 
 void Worker::SweepIdle(Clock::time_point now) {
@@ -469,6 +508,7 @@ int Worker::NextTimeoutMs(Clock::time_point now) const {
   if (p_.idle_timeout.count() > 0 && oldest_) next = std::min(next, oldest_->last_active + p_.idle_timeout);
   if (!accepting_ && !draining_ && accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
   if (balance_held_) next = std::min(next, now + balance_.recheck());
+  if (cut_at_) next = std::min(next, *cut_at_);
   auto ms = std::chrono::duration_cast<milliseconds>(next - now).count() + 1;
   return static_cast<int>(std::max<int64_t>(0, ms));
 }
@@ -501,6 +541,7 @@ int Worker::Run() {
     }
 #endif
   }
+  connection_log_.Flush(Clock::now());
   return kExitOk;
 }
 
@@ -524,6 +565,8 @@ bool Worker::OnEvent(const epoll_event& event) {
 // False when the supervisor is gone (an orphan never serves alone).
 bool Worker::AfterEvents(bool nudged) {
   SweepIdle(now_);
+  if (cut_at_ && now_ >= *cut_at_) CutAtShutdown();
+  connection_log_.Tick(now_);
   ReconsiderAccepting();
   balance_.AfterTurn(balance_held_);
   if (balance_held_) RescueBacklog();
@@ -554,6 +597,7 @@ WorkerParams ParamsFor(const Config& config) {
   p.buffer_size = config.buffer_size;
   p.max_connections = config.max_connections;
   p.idle_timeout = config.idle_timeout;
+  p.connection_log = config.connection_log;
   // Four heartbeats per heartbeat_timeout at least, so an idle worker never looks hung.
   if (config.heartbeat_timeout.count() > 0) p.tick = std::min(p.tick, config.heartbeat_timeout / 4);
   return p;

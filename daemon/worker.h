@@ -23,6 +23,7 @@ struct WorkerParams {
   size_t buffer_size = Config{}.buffer_size;
   int max_connections = Config{}.max_connections;
   std::chrono::milliseconds idle_timeout = Config{}.idle_timeout;  // 0 = never
+  ConnectionLog connection_log = Config{}.connection_log;
   // The longest wait between two turns of the loop, each of which stamps the
   // heartbeat: well under the supervisor's heartbeat_timeout.
   std::chrono::milliseconds tick{1000};

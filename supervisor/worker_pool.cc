@@ -8,6 +8,7 @@
 #include <csignal>
 
 #include "common/log.h"
+#include "daemon/drain_signal.h"
 
 namespace rot13d::supervisor {
 
@@ -159,15 +160,20 @@ void WorkerPool::Kill(pid_t pid, int sig) {
 void WorkerPool::Signal(pid_t pid, int sig, milliseconds drain) {
   WorkerRecord* w = Find(pid);
   if (!w) return;
-  Kill(pid, sig);
   if (sig == SIGKILL) {
+    Kill(pid, sig);
     // A hung worker that outlived its SIGABRT stays a serving one, to be
     // replaced in its slot when it is reaped; any other is on its way out.
     if (!w->hung) w->state = WorkerState::kDraining;
     w->kill_sent = true;
   } else if (w->state != WorkerState::kDraining) {
+    // The worker learns its deadline with the signal (daemon/drain_signal.h).
+    Status sent = daemon::SendDrainSignal(pid, sig, drain);
+    if (!sent && sent.error().errno_value() != ESRCH) Log(LogLevel::kWarning, sent.error().ToString());
     w->state = WorkerState::kDraining;
     w->kill_at = Clock::now() + drain;
+  } else {
+    Kill(pid, sig);
   }
 }
 

@@ -128,7 +128,8 @@ bool SameEffective(const Config& a, const Config& b) {
   return a.listen == b.listen && a.backlog == b.backlog && a.workers == b.workers &&
          a.max_connections == b.max_connections && a.buffer_size == b.buffer_size &&
          a.idle_timeout == b.idle_timeout && a.shutdown_timeout == b.shutdown_timeout &&
-         a.log_level == b.log_level && a.log_target == b.log_target && a.socket_mode == b.socket_mode;
+         a.log_level == b.log_level && a.log_target == b.log_target && a.socket_mode == b.socket_mode &&
+         a.connection_log == b.connection_log;
 }
 
 void CheckRoundTrip(std::string_view text, const Config& c) {

@@ -65,6 +65,7 @@ void ExpectSameConfig(const Config& got, const Config& want) {
   EXPECT_EQ(got.user, want.user);
   EXPECT_EQ(got.user_set, want.user_set);
   EXPECT_EQ(got.group, want.group);
+  EXPECT_EQ(got.connection_log, want.connection_log);
 }
 
 ListenAddress Ipv4(const char* host, uint16_t port) {
@@ -185,6 +186,16 @@ TEST(ParseConfig, LogTargetEachName) {
   EXPECT_EQ(Valid("log_target = \"auto\"").log_target, LogTarget::kAuto);
   EXPECT_EQ(Valid("log_target = \"stderr\"").log_target, LogTarget::kStderr);
   EXPECT_EQ(Valid("log_target = \"journal\"").log_target, LogTarget::kJournal);
+}
+
+TEST(ParseConfig, ConnectionLogEachName) {
+  EXPECT_EQ(Config::Defaults().connection_log, ConnectionLog::kOff);
+  EXPECT_EQ(Valid("connection_log = \"off\"").connection_log, ConnectionLog::kOff);
+  EXPECT_EQ(Valid("connection_log = \"errors\"").connection_log, ConnectionLog::kErrors);
+  EXPECT_EQ(Valid("connection_log = \"all\"").connection_log, ConnectionLog::kAll);
+  EXPECT_EQ(Errors("connection_log = \"on\""),
+            Strings{"1:18: 'connection_log': unknown setting \"on\" (off, errors or all)"});
+  EXPECT_EQ(Errors("connection_log = true"), Strings{"1:18: 'connection_log': expected a string, got boolean"});
 }
 
 TEST(ParseConfig, SocketModeIsOctal) {
@@ -518,7 +529,8 @@ TEST(FormatConfig, DefaultsText) {
             "crash_loop_window = 10\n"
             "user = \"nobody\"\n"
             "group = \"\"\n"
-            "admin_listen = []\n");
+            "admin_listen = []\n"
+            "connection_log = \"off\"\n");
 }
 
 void ExpectRoundTrip(const Config& c) {
@@ -555,6 +567,7 @@ TEST(FormatConfig, RoundTripsEveryKey) {
   c.crash_loop_window = milliseconds(3600000);
   c.user = "root";
   c.group = "wheel";
+  c.connection_log = ConnectionLog::kAll;
   ExpectRoundTrip(c);
 
   c.idle_timeout = milliseconds(0);
@@ -562,6 +575,7 @@ TEST(FormatConfig, RoundTripsEveryKey) {
   c.log_level = LogLevel::kError;
   c.log_target = LogTarget::kStderr;
   c.socket_mode = 0;
+  c.connection_log = ConnectionLog::kErrors;
   ExpectRoundTrip(c);
 }
 
