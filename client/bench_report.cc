@@ -144,8 +144,21 @@ std::string FormatSummary(const BenchConfig& config, const BenchResult& r, bool 
   return out;
 }
 
+namespace {
+
+// The latency object of --json, in microseconds. Buckets are about 1% wide:
+// more digits than tenths of a microsecond would be noise.
+std::string LatencyJson(const Histogram& h) {
+  auto micros = [](double v) { return Printf("%.1f", v); };
+  return "{\"p50\":" + micros(Micros(h.ValueAtQuantile(0.5))) + ",\"p75\":" + micros(Micros(h.ValueAtQuantile(0.75))) +
+         ",\"p90\":" + micros(Micros(h.ValueAtQuantile(0.9))) + ",\"p99\":" + micros(Micros(h.ValueAtQuantile(0.99))) +
+         ",\"p999\":" + micros(Micros(h.ValueAtQuantile(0.999))) + ",\"max\":" + micros(Micros(h.max())) +
+         ",\"mean\":" + micros(h.mean() / 1000.0) + ",\"stdev\":" + micros(h.stddev() / 1000.0) + "}";
+}
+
+}  // namespace
+
 std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit_status) {
-  const Histogram& h = r.latency;
   const bool timed = Timed(config.mode);
   const double seconds = r.seconds;
   std::string out = "{";
@@ -155,8 +168,6 @@ std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit
   };
   auto integer = [](uint64_t v) { return std::to_string(v); };
   auto number = [](double v) { return Printf("%.3f", v); };
-  // Buckets are about 1% wide: more digits than tenths of a microsecond would be noise.
-  auto micros = [](double v) { return Printf("%.1f", v); };
 
   field("mode", JsonString(ModeName(config.mode)));
   field("address", JsonString(config.address.ToString()));
@@ -178,13 +189,7 @@ std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit
   const bool cycles = config.mode == Mode::kConnect;
   field("cycles", integer(cycles ? r.requests : 0));
   field("cycles_per_s", number(cycles ? Rate(static_cast<double>(r.requests), seconds) : 0.0));
-  field("latency_us", "{\"p50\":" + micros(Micros(h.ValueAtQuantile(0.5))) +
-                          ",\"p75\":" + micros(Micros(h.ValueAtQuantile(0.75))) +
-                          ",\"p90\":" + micros(Micros(h.ValueAtQuantile(0.9))) +
-                          ",\"p99\":" + micros(Micros(h.ValueAtQuantile(0.99))) +
-                          ",\"p999\":" + micros(Micros(h.ValueAtQuantile(0.999))) +
-                          ",\"max\":" + micros(Micros(h.max())) + ",\"mean\":" + micros(h.mean() / 1000.0) +
-                          ",\"stdev\":" + micros(h.stddev() / 1000.0) + "}");
+  field("latency_us", LatencyJson(r.latency));
   field("failures", "{\"refused\":" + integer(r.Failures(FailureKind::kRefused)) +
                         ",\"reset\":" + integer(r.Failures(FailureKind::kReset)) +
                         ",\"timeout\":" + integer(r.Failures(FailureKind::kTimeout)) +
