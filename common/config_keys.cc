@@ -1,5 +1,7 @@
 #include "common/config_keys.h"
 
+#include "common/duration.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -58,19 +60,6 @@ constexpr ConfigKey kKeys[] = {
 
 }  // namespace
 
-std::optional<double> ParseDuration(std::string_view text) {
-  size_t unit = text.find_first_not_of("0123456789.");
-  if (unit == 0 || unit == std::string_view::npos) return std::nullopt;
-  std::string_view number = text.substr(0, unit), suffix = text.substr(unit);
-  if (std::count(number.begin(), number.end(), '.') > 1 || number.back() == '.') return std::nullopt;
-  double scale = 0;
-  if (suffix == "ms") scale = 0.001;
-  else if (suffix == "s") scale = 1;
-  else if (suffix == "m") scale = 60;
-  else if (suffix == "h") scale = 3600;
-  else return std::nullopt;
-  return std::strtod(std::string(number).c_str(), nullptr) * scale;
-}
 
 namespace {
 
@@ -131,13 +120,13 @@ void Apply(const SecondsKind& k, std::string_view key, const toml::node& v, Conf
   } else if (v.is_floating_point()) {
     s = *v.value<double>();
   } else if (v.is_string()) {
-    std::optional<double> d = ParseDuration(*v.value<std::string>());
+    auto d = ParseDuration(*v.value<std::string>());
     if (!d) {
       errors.Fail(v.source(), Quote(key) + ": expected seconds or a duration such as \"250ms\", \"30s\" or \"5m\", got \"" +
                                   *v.value<std::string>() + "\"");
       return;
     }
-    s = *d;
+    s = static_cast<double>(d->count()) / 1e9;
   } else {
     errors.Fail(v.source(), Quote(key) + ": expected a number of seconds or a duration, got " + TypeName(v));
     return;

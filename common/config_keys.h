@@ -98,9 +98,6 @@ struct ConfigKey {
   std::string_view doc;  // one line: what the key is for
 };
 
-// "250ms", "30s", "5m", "1.5h" in seconds; nullopt for anything else.
-std::optional<double> ParseDuration(std::string_view text);
-
 // Every key, in the order --check-config prints them.
 std::span<const ConfigKey> ConfigKeys();
 
