@@ -86,7 +86,12 @@ void RenderConnections(const Snapshot& s, Exposition& e) {
   uint64_t cumulative = 0;
   for (size_t i = 0; i < kDurationBuckets; ++i) {
     cumulative += t.duration_buckets[i];
-    std::string le = i < std::size(kDurationBounds) ? Value(kDurationBounds[i]) : "+Inf";
+    std::string le = "+Inf";
+    if (i < std::size(kDurationBounds)) {
+      char bound[32];
+      std::snprintf(bound, sizeof bound, "%g", kDurationBounds[i]);  // "0.1", not 0.10000000000000001
+      le = bound;
+    }
     e.Sample("connection_duration_seconds_bucket", cumulative, "le", le);
   }
   e.Sample("connection_duration_seconds_sum", static_cast<double>(t.duration_sum_us) / 1e6);
