@@ -11,8 +11,8 @@ std::optional<Config> Supervisor::ReadConfig(bool at_start) {
   OverrideListen(load, options_.listen);
   config_unreadable_ = load.unreadable;
   if (load.defaults) {
-    Log(LogLevel::kNotice, "no configuration file at " + options_.config_path +
-                               "; running on embedded defaults (listen 0.0.0.0:1067, workers \"auto\")");
+    Log(LogLevel::kNotice, "no configuration file at " + options_.config_path + "; running on embedded defaults" +
+                               (options_.listen.empty() ? " (listen 0.0.0.0:1067, workers \"auto\")" : ""));
   }
   if (!load.config) {
     LogConfigErrors(load.errors);
