@@ -143,12 +143,15 @@ std::vector<ConfigError> ResolveNames(const Config& c, const std::map<std::strin
     ConfigPlace at = it == places.end() ? ConfigPlace{} : it->second;
     errors.push_back({path, at.line, at.column, "'" + std::string(key) + "': " + e.ToString()});
   };
-  auto user = LookupUser(c.user);
-  if (!user) fail("user", user.error());
-  if (!c.group.empty()) {
-    if (auto g = LookupGroup(c.group); !g) fail("group", g.error());
-  } else if (user && !user->named) {
-    fail("user", Err() << "uid " << c.user << " has no passwd entry, so no primary group: set 'group' too");
+  // `user` and `group` matter only to a process started as root.
+  if (geteuid() == 0) {
+    auto user = LookupUser(c.user);
+    if (!user) fail("user", user.error());
+    if (!c.group.empty()) {
+      if (auto g = LookupGroup(c.group); !g) fail("group", g.error());
+    } else if (user && !user->named) {
+      fail("user", Err() << "uid " << c.user << " has no passwd entry, so no primary group: set 'group' too");
+    }
   }
   if (!c.socket_user.empty()) {
     if (auto u = LookupUser(c.socket_user); !u) fail("socket_user", u.error());
@@ -206,8 +209,9 @@ ConfigLoad LoadConfigFile(const std::string& path, const LoadOptions& options) {
 }
 
 ConfigLoad LoadStartConfig(const std::string& path, bool given) {
+  // lstat: a link to a missing file is an error to report, not "no file".
   struct stat st {};
-  if (!given && stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+  if (!given && lstat(path.c_str(), &st) != 0 && errno == ENOENT) {
     ConfigLoad load;
     load.config = Config::Defaults();
     load.defaults = true;

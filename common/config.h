@@ -83,7 +83,10 @@ struct ConfigLoad {
 ConfigLoad ParseConfig(std::string_view text, std::string_view file_name);
 
 struct LoadOptions {
-  // Also check that the users and groups named exist on this system.
+  // Also check that the users and groups named exist on this system (user
+  // and group only when running as root, where they are used). The
+  // supervisor's reload does not: a lookup can take long (LDAP, sssd), and the
+  // reload requester has checked already.
   bool resolve_names = true;
 };
 // Reads and parses a regular file (anything else, a FIFO above all, is refused

@@ -77,9 +77,20 @@ class Parser {
     return out;
   }
 
+  // Nested at most this deep: the text may come from anyone who answers
+  // (rot13d --status), and each level is a stack frame.
+  static constexpr int kMaxDepth = 64;
+
   std::optional<Json> Value() {
     SkipSpace();
-    if (at_ >= text_.size()) return std::nullopt;
+    if (at_ >= text_.size() || depth_ >= kMaxDepth) return std::nullopt;
+    ++depth_;
+    std::optional<Json> v = Nested();
+    --depth_;
+    return v;
+  }
+
+  std::optional<Json> Nested() {
     Json v;
     char c = text_[at_];
     if (c == '{') {
@@ -128,6 +139,7 @@ class Parser {
   }
 
   std::string_view text_;
+  int depth_ = 0;
   size_t at_ = 0;
 };
 

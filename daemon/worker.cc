@@ -121,7 +121,8 @@ class Worker {
   void Touch(Connection* c);
   void Unlink(Connection* c);
   bool UpdateInterest(Connection* c);
-  void SetAccepting(bool on);
+  Status SetAccepting(bool on);
+  void StopAccepting() { (void)SetAccepting(false); }  // stopping cannot fail
   void ReconsiderAccepting();
   bool BalanceAllowsAccepting() { return balance_.Allows(static_cast<uint32_t>(open_), accepting_, now_); }
   void StartDrain();
@@ -142,6 +143,7 @@ class Worker {
   int open_ = 0;
   bool accepting_ = false;  // listeners registered in epoll
   bool balance_held_ = false;  // not accepting only because siblings have fewer connections
+  bool watch_failing_ = false;  // the last SetAccepting(true) failed (logged once)
   uint64_t listener_key_ = 0;
   AcceptBalance balance_{p_.stats, p_.all_stats, p_.all_stats_count};
   std::vector<bool> listener_is_tcp_;  // per listener: its connections get TCP_NODELAY
@@ -175,8 +177,7 @@ int Worker::Boot() {
   for (const UniqueFd& l : p_.listeners) listener_is_tcp_.push_back(IsTcp(l.borrow()));
   p_.stats->listener_key.store(listener_key_, std::memory_order_relaxed);
   now_ = Clock::now();
-  SetAccepting(true);
-  if (!accepting_) return kExitCannotBoot;  // SetAccepting logged why
+  if (Status s = SetAccepting(true); !s) return BootFailed(s.error());
   Heartbeat();
   p_.stats->SetPhase(WorkerPhase::kAccepting);  // release: the fields above are visible with it
   balance_.Start(listener_key_, now_);
@@ -229,6 +230,7 @@ int Worker::BootFailed(const Error& e) {
     case ENFILE:
     case ENOMEM:
     case ENOBUFS:
+    case ENOSPC:  // epoll's max_user_watches
     case EAGAIN: return kExitBootShortage;
     default: return kExitCannotBoot;
   }
@@ -248,8 +250,11 @@ void Worker::Heartbeat() {
                                std::memory_order_relaxed);
 }
 
-void Worker::SetAccepting(bool on) {
-  if (on == accepting_) return;
+// All or nothing: a listener that could not be watched leaves none watched
+// (a watched listener whose events are ignored would spin the loop). A failure
+// to start watching is returned; the loop tries again at its next turn.
+Status Worker::SetAccepting(bool on) {
+  if (on == accepting_) return OkStatus();
   for (size_t i = 0; i < p_.listeners.size(); ++i) {
     int fd = p_.listeners[i].get();
     if (on) {
@@ -258,35 +263,45 @@ void Worker::SetAccepting(bool on) {
       ev.events = EPOLLIN | EPOLLEXCLUSIVE;
       ev.data.u64 = kListenerTag | i;
       if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-        Log(LogLevel::kError, "worker cannot watch listener: " + Error(ErrnoErr() << "epoll_ctl").ToString());
-        return;
+        Error e = ErrnoErr() << "watching listener " << i << " (epoll_ctl)";
+        for (size_t j = 0; j < i; ++j) (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, p_.listeners[j].get(), nullptr);
+        return e;
       }
     } else {
       // EPOLLEXCLUSIVE entries cannot be modified, only removed (epoll_ctl(2)).
-      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+      // Removing one we added cannot fail; a closed one has left by itself.
+      (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
     }
   }
   accepting_ = on;
   p_.stats->accepting.store(on ? 1 : 0, std::memory_order_relaxed);
+  return OkStatus();
 }
 
 void Worker::ReconsiderAccepting() {
   bool want = !draining_ && open_ < p_.max_connections && now_ >= accept_paused_until_;
   balance_held_ = want && !BalanceAllowsAccepting();
-  SetAccepting(want && !balance_held_);
+  if (Status s = SetAccepting(want && !balance_held_); !s) {
+    // The epoll set is full (fs.epoll.max_user_watches) or memory is short:
+    // the siblings accept meanwhile, and the next turn tries again.
+    if (!watch_failing_) Log(LogLevel::kError, "worker cannot accept for now: " + s.error().ToString());
+    watch_failing_ = true;
+  } else {
+    watch_failing_ = false;
+  }
 }
 
 void Worker::Accept(size_t index, bool balanced) {
   for (int i = 0; i < kAcceptBatch && (accepting_ || !balanced); ++i) {
     if (open_ >= p_.max_connections) {
       // Leave further connections in the backlog for a worker with room.
-      SetAccepting(false);
+      StopAccepting();
       return;
     }
     // While draining, this takes what the kernel already queued for us.
     if (balanced && !draining_ && !BalanceAllowsAccepting()) {
       balance_held_ = true;
-      SetAccepting(false);
+      StopAccepting();
       // Mid-batch: more are likely queued, and only a nudge wakes a sibling for
       // them. (A write to the eventfd cannot fail but by overflow: see WakeSupervisor.)
       if (i > 0 && p_.nudge_fd.valid()) {
@@ -315,7 +330,7 @@ void Worker::Accept(size_t index, bool balanced) {
       case ENOMEM:
         ReportExhaustion(errno);
         accept_paused_until_ = now_ + kAcceptPauseOnExhaustion;
-        SetAccepting(false);
+        StopAccepting();
         return;
       default:
         Log(LogLevel::kError, Error(ErrnoErr() << "accept").ToString());
@@ -464,7 +479,7 @@ void Worker::StartDrain() {
   if (accepting_) {
     AcceptEverywhere();
   }
-  SetAccepting(false);
+  StopAccepting();
   p_.listeners.clear();  // our copies only: the sockets stay open elsewhere
   // Published last: "draining" tells the supervisor this worker holds no
   // listener any more, so a removed address can be closed.

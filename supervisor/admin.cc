@@ -24,8 +24,8 @@ void Close(int fd) {
 
 }  // namespace
 
-int AdminServer::Answer(void* cls, MHD_Connection* connection, const char* url, const char* method,
-                        const char* /*version*/, const char* /*upload*/, size_t* upload_size, void** request) {
+MHD_Result AdminServer::Answer(void* cls, MHD_Connection* connection, const char* url, const char* method,
+                               const char* /*version*/, const char* /*upload*/, size_t* upload_size, void** request) {
   auto* self = static_cast<AdminServer*>(cls);
   // libmicrohttpd calls once with the headers, then again: answer on the second.
   static int headers_seen;
@@ -61,7 +61,8 @@ std::optional<AdminServer::Page> AdminServer::Render(const std::string& path) co
   return std::nullopt;
 }
 
-void AdminServer::Track(void* cls, MHD_Connection* connection, void** /*socket_context*/, int event) {
+void AdminServer::Track(void* cls, MHD_Connection* connection, void** /*socket_context*/,
+                        MHD_ConnectionNotificationCode event) {
   auto* self = static_cast<AdminServer*>(cls);
   const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
   if (!info) return;
@@ -78,8 +79,8 @@ Result<AdminServer::Endpoint> AdminServer::Start(const ListenAddress& address) {
   Endpoint e{.address = address, .listener = std::move(*bound)};
   e.daemon_fd = dup(e.listener.fd().get());
   if (e.daemon_fd < 0) return ErrnoErr() << "dup of the admin listener " << address.ToString();
-  auto answer = reinterpret_cast<MHD_AccessHandlerCallback>(&AdminServer::Answer);
-  auto track = reinterpret_cast<MHD_NotifyConnectionCallback>(&AdminServer::Track);
+  MHD_AccessHandlerCallback answer = &AdminServer::Answer;
+  MHD_NotifyConnectionCallback track = &AdminServer::Track;
   e.daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_SUPPRESS_DATE_NO_CLOCK, 0, nullptr, nullptr, answer, this,
                               MHD_OPTION_LISTEN_SOCKET, e.daemon_fd, MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit,
                               MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds,

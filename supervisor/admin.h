@@ -17,8 +17,7 @@
 #include "supervisor/metrics.h"
 #include "supervisor/planner.h"
 
-struct MHD_Daemon;
-struct MHD_Connection;
+#include <microhttpd.h>
 
 namespace rot13d::supervisor {
 
@@ -58,9 +57,11 @@ class AdminServer {
     int epoll_fd = -1;
   };
   Result<Endpoint> Start(const ListenAddress& address);
-  static int Answer(void* cls, MHD_Connection* connection, const char* url, const char* method,
-                    const char* version, const char* upload, size_t* upload_size, void** request);
-  static void Track(void* cls, MHD_Connection* connection, void** socket_context, int event);
+  // libmicrohttpd's callbacks, with exactly its signatures.
+  static MHD_Result Answer(void* cls, MHD_Connection* connection, const char* url, const char* method,
+                           const char* version, const char* upload, size_t* upload_size, void** request);
+  static void Track(void* cls, MHD_Connection* connection, void** socket_context,
+                    MHD_ConnectionNotificationCode event);
 
   static void StopEndpoint(Endpoint& e);
 

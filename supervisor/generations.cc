@@ -7,7 +7,7 @@ namespace rot13d::supervisor::internal {
 
 std::optional<Config> Supervisor::ReadConfig(bool at_start) {
   ConfigLoad load = at_start ? LoadStartConfig(options_.config_path, options_.config_path_given)
-                             : LoadConfigFile(options_.config_path);
+                             : LoadConfigFile(options_.config_path, {.resolve_names = false});
   OverrideListen(load, options_.listen);
   config_unreadable_ = load.unreadable;
   if (load.defaults) {
@@ -37,6 +37,7 @@ void Supervisor::Promote() {
   const Generation& g = gens_.serving();
   ConfigureLogging(g.config.log_level, g.config.log_target);
   listeners_.ApplySettings(g.config);
+  if (Status s = ServeAdmin(g.config.admin_listen); !s) Log(LogLevel::kWarning, s.error().ToString());
   // Retire every older generation: drain, then kill at the deadline.
   size_t retiring = pool_.RetireAllBut(g.id, g.config.shutdown_timeout);
   if (first) {
@@ -66,6 +67,7 @@ void Supervisor::Abandon() {
                                             Num(static_cast<uint64_t>(policy_.boot_timeout.count() / 1000)) + " s"
                                       : g.failure;
   pool_.DropWaiting(g.id);
+  if (Status s = ServeAdmin(gens_.serving().config.admin_listen); !s) Log(LogLevel::kWarning, s.error().ToString());
   if (gens_.serving().id == 0 || gens_.serving().halted) {
     Log(LogLevel::kError, "workers cannot boot: " + why + "; giving up", {{"GENERATION", Num(g.id)}});
     return;
@@ -93,7 +95,13 @@ void Supervisor::StartReload() {
                       options_.config_path + (config_unreadable_ ? " cannot be read" : " is invalid"));
   }
   Status opened = listeners_.Open(*config, options_.config_path);
-  if (opened) opened = ServeAdmin(*config);
+  // Admin addresses the new file adds are served now; those it drops go only
+  // when it takes over (Promote), so that a failed reload changes nothing.
+  std::vector<ListenAddress> admin = gens_.serving().config.admin_listen;
+  for (const ListenAddress& a : config->admin_listen) {
+    if (std::find(admin.begin(), admin.end(), a) == admin.end()) admin.push_back(a);
+  }
+  if (opened) opened = ServeAdmin(admin);
   if (!opened) {
     last_reload_ = "failed: " + opened.error().ToString();
     return FailReload(kReloadCannotListen, opened.error().ToString());
@@ -113,8 +121,8 @@ void Supervisor::FailReload(int answer, const std::string& why) {
   requesters_.Answer(answer);
 }
 
-Status Supervisor::ServeAdmin(const Config& config) {
-  if (Status s = admin_.Serve(config.admin_listen); !s) return s;
+Status Supervisor::ServeAdmin(const std::vector<ListenAddress>& addresses) {
+  if (Status s = admin_.Serve(addresses); !s) return s;
   loop_.WatchAlso(admin_.WatchFds());
   return OkStatus();
 }

@@ -53,7 +53,12 @@ ExitDecision DecideOnExit(const WorkerRecord& worker, const ExitStatus& status, 
   const int streak = lived ? 0 : worker.failures;
   d.boot_failures = worker.booted ? 0 : worker.boot_failures;
   if (KilledFromOutside(worker, status)) {
-    d.failures = streak;
+    // Once serving, never held against it. Killed again and again while
+    // booting (an OOM kill of every new worker), it backs off from its second
+    // kill in a row, so that replacing it never becomes a fork loop; it still
+    // never gives up nor counts for the crash-loop governor.
+    d.failures = worker.booted ? streak : streak + 1;
+    if (!worker.booted && d.failures > 1) d.delay = BackoffDelay(policy, d.failures - 1);
     return d;
   }
   d.failures = streak + 1;

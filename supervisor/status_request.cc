@@ -58,7 +58,11 @@ std::string Uptime(double seconds) {
   return buf;
 }
 
-uint64_t Number(const Json& j, const std::string& key) { return static_cast<uint64_t>(j[key].number); }
+// A count from the answer; anything that is not one (negative, huge, NaN) reads 0.
+uint64_t Number(const Json& j, const std::string& key) {
+  double v = j[key].number;
+  return v >= 0 && v < 1.8e19 ? static_cast<uint64_t>(v) : 0;
+}
 
 }  // namespace
 

@@ -260,7 +260,7 @@ std::optional<int> Supervisor::Start() {
     Log(LogLevel::kError, "cannot listen: " + s.error().ToString());
     return kExitFailure;
   }
-  if (Status s = ServeAdmin(*config); !s) {
+  if (Status s = ServeAdmin(config->admin_listen); !s) {
     Log(LogLevel::kError, "cannot listen: " + s.error().ToString());
     return kExitFailure;
   }

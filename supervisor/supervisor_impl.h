@@ -90,7 +90,7 @@ class Supervisor {
   SupervisorView View(TimePoint now) const;
   std::string StatusLine() const;
   Snapshot TakeSnapshot() const;
-  Status ServeAdmin(const Config& config);
+  Status ServeAdmin(const std::vector<ListenAddress>& addresses);
   void Tick();
   TimePoint NextWake() const;
 

@@ -39,7 +39,11 @@ void WorkerPool::AddGeneration(uint64_t generation, int size, TimePoint now) {
 }
 
 std::optional<ExitStatus> WorkerPool::Spawn(WorkerRecord& w, const Config& config, const ChildEntry& child) {
+  // A new process for the slot: nothing of the last one's story carries over,
+  // not even when this fork fails (then it is a failed boot, nothing else).
   w.started = Clock::now();
+  w.booted = w.hung = w.kill_sent = w.stopped_accepting = false;
+  w.heartbeat = {};
   if (free_stats_.empty()) return ExitStatus::ForkFailed(ENOSPC);  // every counter slot is taken
   w.stats_index = free_stats_.back();
   free_stats_.pop_back();
@@ -58,8 +62,6 @@ std::optional<ExitStatus> WorkerPool::Spawn(WorkerRecord& w, const Config& confi
   }
   w.pid = pid;
   w.state = WorkerState::kRunning;
-  w.booted = w.hung = w.kill_sent = w.stopped_accepting = false;
-  w.heartbeat = {};
   w.heartbeat_timeout = config.heartbeat_timeout;
   return std::nullopt;
 }
@@ -171,7 +173,9 @@ void WorkerPool::Signal(pid_t pid, int sig, milliseconds drain) {
     Status sent = daemon::SendDrainSignal(pid, sig, drain);
     if (!sent && sent.error().errno_value() != ESRCH) Log(LogLevel::kWarning, sent.error().ToString());
     w->state = WorkerState::kDraining;
-    w->kill_at = Clock::now() + drain;
+    // A hung worker keeps its short SIGKILL deadline: it cannot drain anyway.
+    TimePoint drained = Clock::now() + drain;
+    w->kill_at = w->hung ? std::min(w->kill_at, drained) : drained;
   } else {
     Kill(pid, sig);
   }

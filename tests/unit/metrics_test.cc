@@ -101,3 +101,16 @@ TEST(JsonString, EscapesWhatJsonMust) {
 
 }  // namespace
 }  // namespace rot13d::supervisor
+
+namespace rot13d {
+namespace {
+
+// The status document comes from whoever answers: nesting is bounded.
+TEST(ParseJson, RefusesNestingDeeperThan64) {
+  EXPECT_TRUE(ParseJson(std::string(64, '[') + std::string(64, ']')));
+  EXPECT_FALSE(ParseJson(std::string(65, '[') + std::string(65, ']')));
+  EXPECT_FALSE(ParseJson(std::string(100000, '[')));
+}
+
+}  // namespace
+}  // namespace rot13d

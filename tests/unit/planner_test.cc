@@ -278,8 +278,9 @@ TEST(DecideOnExit, OwnSigkillIsNotFromOutside) {
 }
 
 // Killed from outside while booting, a worker did not fail to boot either:
-// replaced at once, never a step toward the give-up, whatever the storm.
-TEST(DecideOnExit, SigkillFromOutsideDuringBootIsReplacedAtOnceAndNeverGivesUp) {
+// never a step toward the give-up. The first kill in a row is replaced at
+// once; kills of every new worker back off, so they never make a fork loop.
+TEST(DecideOnExit, SigkillFromOutsideDuringBootNeverGivesUpAndBacksOffWhenRepeated) {
   RestartPolicy p;
   WorkerRecord w = Booted(kT0);
   w.booted = false;
@@ -290,7 +291,7 @@ TEST(DecideOnExit, SigkillFromOutsideDuringBootIsReplacedAtOnceAndNeverGivesUp) 
     ExitDecision d = DecideOnExit(w, ExitStatus{.signal = SIGKILL}, now, p, true);
     ASSERT_EQ(d.kind, ExitDecision::Kind::kRespawn) << "kill " << i;
     EXPECT_EQ(d.boot_failures, 2) << "kept, not grown";
-    EXPECT_EQ(d.delay, milliseconds(0));
+    EXPECT_EQ(d.delay, i == 1 ? milliseconds(0) : BackoffDelay(p, i - 1)) << "kill " << i;
     w.failures = d.failures;
     w.boot_failures = d.boot_failures;
     w.started = now;

@@ -123,6 +123,29 @@ TEST_F(WorkerPoolTest, ApplyTurnsADecisionIntoTheRecord) {
   EXPECT_EQ(pool_.all().at(0).state, WorkerState::kFailed);
 }
 
+// A slot whose fork fails starts from nothing: what its last process did
+// (booted, hung) must not make the planner read the failure as a crash of a
+// serving worker.
+TEST(WorkerPoolSlots, AFailedSpawnForgetsTheLastProcessOfItsSlot) {
+  WorkerPool pool;
+  ASSERT_TRUE(pool.Init(1).ok());  // one counter slot: the second spawn finds none
+  Config config = Config::Defaults();
+  auto forever = [](WorkerStats&, const StatsTable&) {
+    for (;;) pause();
+  };
+  pool.AddGeneration(1, 2, Clock::now());
+  ASSERT_FALSE(pool.Spawn(*pool.FindWaiting(0, 1), config, forever));
+  WorkerRecord& second = *pool.FindWaiting(1, 1);
+  second.booted = second.hung = second.kill_sent = true;
+  std::optional<ExitStatus> failed = pool.Spawn(second, config, forever);
+  ASSERT_TRUE(failed);
+  EXPECT_NE(failed->fork_errno, 0);
+  EXPECT_FALSE(second.booted);
+  EXPECT_FALSE(second.hung);
+  EXPECT_FALSE(second.kill_sent);
+  pool.KillAllAndReap();
+}
+
 // ---- Generations ---------------------------------------------------------------------
 
 TEST(Generations, CanaryIsPromotedOrAbandonedAndIdsNeverRepeat) {
