@@ -35,6 +35,7 @@ void Supervisor::StartGeneration(const Config& config) {
 void Supervisor::Promote() {
   bool first = gens_.PromoteCanary();
   const Generation& g = gens_.serving();
+  UpdateTitle();  // before the log line announces it: whoever reads the log then sees the new title
   ConfigureLogging(g.config.log_level, g.config.log_target);
   listeners_.ApplySettings(g.config);
   if (Status s = ServeAdmin(g.config.admin_listen); !s) Log(LogLevel::kWarning, s.error().ToString());
@@ -52,7 +53,6 @@ void Supervisor::Promote() {
     requesters_.Answer(static_cast<int>(g.id));
   }
   notify_.Ready(StatusLine());
-  UpdateTitle();
 }
 
 // What ps and top show for the supervisor.

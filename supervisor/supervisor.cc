@@ -140,16 +140,14 @@ void Supervisor::Perform(const Action& a) {
   }
 }
 
-
-
 void Supervisor::BeginStop(bool immediately) {
-  if (!stopping_) {
+  bool first = !stopping_;
+  stopping_ = true;
+  UpdateTitle();
+  if (first) {
     notify_.Stopping();
     Log(LogLevel::kNotice, immediately ? "stopping now" : "stopping gracefully: draining workers");
   }
-  stopping_ = true;
-  UpdateTitle();
-  stopping_ = true;
   reload_pending_ = false;
   requesters_.AnswerAll(kReloadStopping);
   // Refuse new clients now instead of letting the kernel queue connections
