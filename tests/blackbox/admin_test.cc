@@ -80,6 +80,13 @@ TEST_F(AdminTest, MetricsAreValidPrometheusAndCountWhatHappened) {
 TEST_F(AdminTest, CountersSurviveWorkerRestartsAndRestartsAreCountedByCause) {
   ASSERT_NO_FATAL_FAILURE(StartWithAdmin("workers = 2\n", 2));
   for (int i = 0; i < 6; ++i) ASSERT_EQ(FreshRoundTrip("abc"), "nop");
+  // A worker counts what it sent just after send() returns: the client may
+  // hold the answer a moment before the count is in. Kill only once it is.
+  std::string metrics;
+  ASSERT_TRUE(WaitFor([&] {
+    metrics = Get("/metrics");
+    return Sample(metrics, "rot13d_bytes_sent_total") == 18;
+  }, 5s)) << metrics;
   std::vector<pid_t> before = daemon_->Workers();
   for (pid_t w : before) ASSERT_TRUE(daemon_->SignalWorker(w, SIGKILL));
   ASSERT_TRUE(WaitFor([&] {
@@ -88,7 +95,7 @@ TEST_F(AdminTest, CountersSurviveWorkerRestartsAndRestartsAreCountedByCause) {
              return std::count(before.begin(), before.end(), p) > 0;
            });
   }, kStartTimeout));
-  std::string metrics = Get("/metrics");
+  metrics = Get("/metrics");
   EXPECT_EQ(Sample(metrics, "rot13d_connections_accepted_total"), 6) << metrics;
   EXPECT_EQ(Sample(metrics, "rot13d_bytes_sent_total"), 18) << metrics;
   EXPECT_EQ(Sample(metrics, "rot13d_worker_restarts_total{reason=\"killed\"}"), 2) << metrics;
