@@ -181,17 +181,67 @@ TEST_F(ConnectionEngineTest, CloseReasonSaysHowItEnded) {
 }
 
 // One readiness event reads at most one scratch buffer: the per-read limit.
-TEST_F(ConnectionEngineTest, ReadsAtMostTheScratchSizePerEvent) {
+TEST_F(ConnectionEngineTest, ReadsScratchSizedPiecesUntilAShortRead) {
   std::string input(150, 'a');
   io.Data(input);
   EXPECT_EQ(engine.OnReadable(io, scratch(), &bytes), Step::kKeep);
-  EXPECT_EQ(io.last_recv_size, scratch_.size());
-  EXPECT_EQ(io.out, std::string(64, 'n'));
-  EXPECT_EQ(io.recv_calls, 1);
-  engine.OnReadable(io, scratch(), &bytes);
-  engine.OnReadable(io, scratch(), &bytes);
+  EXPECT_EQ(io.last_recv_size, scratch_.size()) << "each read is at most the scratch size";
+  // 64 + 64 + 22: the short read means the socket is empty; no fourth recv
+  // just to hear EAGAIN.
+  EXPECT_EQ(io.recv_calls, 3);
+  EXPECT_EQ(io.send_calls, 3);
   EXPECT_EQ(io.out, std::string(150, 'n'));
   EXPECT_EQ(bytes, 150u);
+}
+
+TEST_F(ConnectionEngineTest, AFullReadIsFollowedByAnotherUntilEagain) {
+  io.Data(std::string(128, 'a'));
+  EXPECT_EQ(engine.OnReadable(io, scratch(), &bytes), Step::kKeep);
+  EXPECT_EQ(io.recv_calls, 3) << "two full reads, then the EAGAIN that says the socket is empty";
+  EXPECT_EQ(io.out, std::string(128, 'n'));
+}
+
+// One busy connection gets at most kReadsPerEvent reads per wakeup; the rest
+// waits for the next one, after the worker has served the others.
+TEST_F(ConnectionEngineTest, ReadsAtMostTheBudgetPerEvent) {
+  const size_t budget = ConnectionEngine::kReadsPerEvent;
+  io.Data(std::string(budget * scratch_.size() + 10, 'a'));
+  EXPECT_EQ(engine.OnReadable(io, scratch(), &bytes), Step::kKeep);
+  EXPECT_EQ(static_cast<size_t>(io.recv_calls), budget);
+  EXPECT_EQ(bytes, budget * scratch_.size());
+  EXPECT_EQ(engine.interest(), kReading) << "nothing is held: the rest is still in the socket";
+  EXPECT_EQ(engine.OnReadable(io, scratch(), &bytes), Step::kKeep);
+  EXPECT_EQ(io.out, std::string(budget * scratch_.size() + 10, 'n'));
+}
+
+TEST_F(ConnectionEngineTest, EofAfterSeveralReadsInOneEventCloses) {
+  io.Data(std::string(100, 'a'));
+  io.Eof();
+  // 64, then 36 (short: stop); the EOF is the next event's.
+  EXPECT_EQ(engine.OnReadable(io, scratch(), &bytes), Step::kKeep);
+  EXPECT_EQ(engine.OnReadable(io, scratch(), &bytes), Step::kClose);
+  EXPECT_EQ(engine.close_reason(), CloseReason::kClientEof);
+  EXPECT_EQ(io.out, std::string(100, 'n'));
+}
+
+TEST_F(ConnectionEngineTest, EofRightAfterFullReadsClosesInTheSameEvent) {
+  io.Data(std::string(128, 'a'));
+  io.Eof();
+  EXPECT_EQ(engine.OnReadable(io, scratch(), &bytes), Step::kClose);
+  EXPECT_EQ(engine.close_reason(), CloseReason::kClientEof);
+  EXPECT_EQ(io.out, std::string(128, 'n'));
+}
+
+TEST_F(ConnectionEngineTest, AShortSendStopsReadingInTheSameEvent) {
+  io.Data(std::string(200, 'a'));
+  io.Accept(64);  // the first read goes out whole
+  io.Accept(10);  // the second only in part:
+  io.SendError(EAGAIN);  // the socket buffer is full
+  EXPECT_EQ(engine.OnReadable(io, scratch(), &bytes), Step::kKeep);
+  EXPECT_EQ(io.recv_calls, 2) << "no read while bytes are owed";
+  EXPECT_EQ(engine.pending_size(), 54u);
+  EXPECT_EQ(engine.interest(), kWriting);
+  EXPECT_EQ(bytes, 74u);
 }
 
 TEST_F(ConnectionEngineTest, PartialWriteKeepsTheRestAndStopsReading) {
