@@ -154,6 +154,7 @@ int BenchResult::ExitStatus() const {
 LoadOptions LoadOptionsFor(const BenchConfig& config) {
   LoadOptions o;
   o.address = config.address;
+  o.sources = config.sources;
   o.expect = config.expect;
   o.connections = config.connections;
   o.threads = config.threads;

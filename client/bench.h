@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "client/endpoint.h"
 #include "client/histogram.h"
@@ -25,6 +26,10 @@ const char* ModeName(Mode mode);
 struct BenchConfig {
   Mode mode = Mode::kRequestResponse;
   SocketAddress address;
+  // --source: the local addresses that connections (the probe's, the load's
+  // and the idle ones) are made from, each the next in turn; all of the
+  // address's family. Empty: the kernel picks.
+  std::vector<SocketAddress> sources;
   uint32_t connections = 50;
   uint32_t threads = 1;
   uint32_t idle = 0;

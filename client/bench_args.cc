@@ -1,6 +1,7 @@
 #include "client/bench_args.h"
 
 #include <getopt.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,6 +48,10 @@ constexpr const char* kUsage =
     "      --json            print the result as one JSON object\n"
     "  -q, --quiet           no progress line (shown only when stderr is a terminal)\n"
     "  -4, --ipv4 / -6, --ipv6  use only IPv4 / IPv6 addresses of HOST\n"
+    "      --source ADDR     connect from this local IPv4 or IPv6 address, of\n"
+    "                        HOST's family; repeat it (or give ADDR,ADDR,...) to\n"
+    "                        take several in turn, each with its own ephemeral\n"
+    "                        ports (--source 127.0.0.1 ... --source 127.0.0.8)\n"
     "  -h, --help            print this help\n"
     "  -v, --version         print the version\n"
     "\n"
@@ -57,7 +62,7 @@ constexpr const char* kUsage =
     "4 refused, 5 reset, 6 timeout or --max-time, 7 mismatch (a wrong byte),\n"
     "130 interrupted. See rot13-bench(1).\n";
 
-enum { kIdle = 256, kExpect, kTimeout, kMaxTime, kJson, kLatency };
+enum { kIdle = 256, kExpect, kTimeout, kMaxTime, kJson, kLatency, kSource };
 const option kOptions[] = {
     {"connections", required_argument, nullptr, 'c'},
     {"bytes", required_argument, nullptr, 'n'},
@@ -74,6 +79,7 @@ const option kOptions[] = {
     {"quiet", no_argument, nullptr, 'q'},
     {"ipv4", no_argument, nullptr, '4'},
     {"ipv6", no_argument, nullptr, '6'},
+    {"source", required_argument, nullptr, kSource},
     {"help", no_argument, nullptr, 'h'},
     {"version", no_argument, nullptr, 'v'},
     {nullptr, 0, nullptr, 0},
@@ -166,6 +172,34 @@ Status ApplyExpect(std::string_view value, BenchConfig& config) {
   return OkStatus();
 }
 
+const char* FamilyName(int family) { return family == AF_INET ? "IPv4" : "IPv6"; }
+
+// --source: one address, or several separated by commas; all of one family.
+Status ApplySource(std::string_view value, BenchConfig& config) {
+  while (true) {
+    size_t comma = value.find(',');
+    auto source = ParseSourceAddress(value.substr(0, comma));
+    if (!source) return Err() << "--source: " << source.error().message();
+    if (!config.sources.empty() && source->family() != config.sources.front().family()) {
+      return Err() << "--source: " << source->HostToString() << " is " << FamilyName(source->family()) << " but "
+                   << config.sources.front().HostToString() << " is " << FamilyName(config.sources.front().family())
+                   << " (the sources and the server's address are of one family)";
+    }
+    config.sources.push_back(*source);
+    if (comma == std::string_view::npos) return OkStatus();
+    value.remove_prefix(comma + 1);
+  }
+}
+
+// -4 or -6 against the family of the --source addresses.
+Status CheckSourceFamily(const BenchArgs& args) {
+  if (args.config.sources.empty() || args.family == Family::kAny) return OkStatus();
+  const SocketAddress& source = args.config.sources.front();
+  if ((args.family == Family::kIpv4) == (source.family() == AF_INET)) return OkStatus();
+  return Err() << (args.family == Family::kIpv4 ? "-4" : "-6") << " contradicts --source "
+               << source.HostToString() << ", an " << FamilyName(source.family()) << " address";
+}
+
 constexpr std::string_view kModes[] = {"rr", "connect", "stream"};
 
 bool IsMode(std::string_view word) { return std::find(std::begin(kModes), std::end(kModes), word) != std::end(kModes); }
@@ -198,6 +232,25 @@ Status ApplyMode(std::string_view mode, const Given& given, BenchConfig& config)
 
 const char* BenchUsage() { return kUsage; }
 
+Result<std::vector<SocketAddress>> MatchSources(const std::vector<SocketAddress>& sources, const Endpoint& endpoint,
+                                                std::vector<SocketAddress> addresses) {
+  if (sources.empty() || addresses.empty()) return addresses;
+  const int family = sources.front().family();
+  if (endpoint.kind == Endpoint::Kind::kUnix) {
+    return Err() << "--source applies to TCP, not to a Unix socket (" << endpoint.ToString() << ")";
+  }
+  std::vector<SocketAddress> matching;
+  for (const SocketAddress& a : addresses) {
+    if (a.family() == family) matching.push_back(a);
+  }
+  if (matching.empty()) {
+    return Err() << "--source " << sources.front().HostToString() << " is " << FamilyName(family) << ", but "
+                 << endpoint.ToString() << " is " << FamilyName(addresses.front().family())
+                 << " (the sources and the server's address are of one family)";
+  }
+  return matching;
+}
+
 Result<BenchArgs> ParseBenchArgs(int argc, char** argv) {
   BenchArgs args;
   Given given;
@@ -214,6 +267,7 @@ Result<BenchArgs> ParseBenchArgs(int argc, char** argv) {
         applied = ApplyDuration(c, value, argv[optind - 1], args.config, given);
         break;
       case kExpect: applied = ApplyExpect(value, args.config); break;
+      case kSource: applied = ApplySource(value, args.config); break;
       case kJson: args.json = true; break;
       case kLatency:
         args.latency_distribution = true;
@@ -241,6 +295,7 @@ Result<BenchArgs> ParseBenchArgs(int argc, char** argv) {
   }
   if (words.size() > 2) return Err() << "too many arguments (expected [MODE] [ADDRESS | HOST PORT])";
   if (Status applied = ApplyMode(mode, given, args.config); !applied) return applied.error();
+  if (Status applied = CheckSourceFamily(args); !applied) return applied.error();
   args.address = std::move(words);
   args.config.threads = std::min(args.config.threads, args.config.connections);
   args.config.progress = !given.quiet && isatty(2) == 1;

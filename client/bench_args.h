@@ -24,6 +24,12 @@ struct BenchArgs {
 // A usage error's message says what is wrong, without the program's name.
 Result<BenchArgs> ParseBenchArgs(int argc, char** argv);
 
+// --source against the address as resolved: a unix: address takes no source,
+// and only the addresses of the sources' family remain, in their order (that
+// none does is an error). Without sources, `addresses` as they are.
+Result<std::vector<SocketAddress>> MatchSources(const std::vector<SocketAddress>& sources, const Endpoint& endpoint,
+                                                std::vector<SocketAddress> addresses);
+
 // The --help text.
 const char* BenchUsage();
 

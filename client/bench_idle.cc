@@ -33,7 +33,9 @@ void Drop(Pending& p, FailureKind kind, const std::string& why, BenchResult& res
 std::vector<Pending> StartBatch(const BenchConfig& config, uint32_t& begun, BenchResult& result) {
   std::vector<Pending> batch;
   for (; begun < config.idle && batch.size() < kBatch; ++begun) {
-    auto p = StartConnect(config.address);
+    // With --source, the idle connections take the sources in turn too.
+    const SocketAddress* source = config.sources.empty() ? nullptr : &config.sources[begun % config.sources.size()];
+    auto p = StartConnect(config.address, {}, source);
     if (!p) {
       result.Record(ClassifyErrno(p.error().errno_value()), "idle connection: " + p.error().ToString());
       continue;

@@ -53,7 +53,9 @@ bool EnoughFiles(const BenchConfig& config) {
 // One connection and a round trip first: an absent or wrong server is named
 // at once, before any load. The load then goes to the address that answered.
 ProbeResult ProbeServer(const std::vector<SocketAddress>& addresses, BenchConfig& config) {
-  auto connection = ConnectAny(addresses, std::chrono::ceil<std::chrono::milliseconds>(config.timeout));
+  // With --source, the probe comes from the first source, as the load's first connection does.
+  const SocketAddress* source = config.sources.empty() ? nullptr : &config.sources.front();
+  auto connection = ConnectAny(addresses, std::chrono::ceil<std::chrono::milliseconds>(config.timeout), source);
   if (!connection) {
     ProbeResult probe;
     probe.failure = ClassifyErrno(connection.error().errno_value());
@@ -109,8 +111,11 @@ int Run(BenchArgs& args) {
                  maybe_mode ? " (it is no mode either: the modes are rr, connect and stream)" : "");
     return kExitBadAddress;
   }
-  config.address = addresses->front();
-  ProbeResult probe = ProbeServer(*addresses, config);
+  // A source of the other family, or one for a Unix socket, is a usage error.
+  auto matching = MatchSources(config.sources, *endpoint, std::move(*addresses));
+  if (!matching) return Usage(matching.error().message());
+  config.address = matching->front();
+  ProbeResult probe = ProbeServer(*matching, config);
   if (probe.failure != FailureKind::kNone) return ReportProbeFailure(config, probe, args.json);
   if (!args.json) {
     // Before the run, as wrk does: what runs, while it runs.

@@ -80,7 +80,19 @@ std::string FormatHeader(const BenchConfig& config) {
     }
   }
   if (config.idle > 0) out += ", " + std::to_string(config.idle) + " more held idle";
-  return out + ", checked against " + ExpectName(config.expect) + "\n";
+  out += std::string(", checked against ") + ExpectName(config.expect) + "\n";
+  if (!config.sources.empty()) {
+    // The first few; a long list would drown the header.
+    constexpr size_t kNamed = 8;
+    size_t n = config.sources.size();
+    out += "  from " + std::to_string(n) + (n == 1 ? " source address:" : " source addresses:");
+    for (size_t i = 0; i < config.sources.size() && i < kNamed; ++i) {
+      out += (i == 0 ? " " : ", ") + config.sources[i].HostToString();
+    }
+    if (n > kNamed) out += " and " + std::to_string(n - kNamed) + " more";
+    out += "\n";
+  }
+  return out;
 }
 
 std::string FormatSummary(const BenchConfig& config, const BenchResult& r, bool latency_distribution) {
@@ -156,6 +168,13 @@ std::string LatencyJson(const Histogram& h) {
          ",\"mean\":" + micros(h.mean() / 1000.0) + ",\"stdev\":" + micros(h.stddev() / 1000.0) + "}";
 }
 
+// The --source addresses, an array of strings.
+std::string SourcesJson(const std::vector<SocketAddress>& sources) {
+  std::string out = "[";
+  for (const SocketAddress& source : sources) out += (out.size() > 1 ? "," : "") + JsonString(source.HostToString());
+  return out + "]";
+}
+
 }  // namespace
 
 std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit_status) {
@@ -171,6 +190,7 @@ std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit
 
   field("mode", JsonString(ModeName(config.mode)));
   field("address", JsonString(config.address.ToString()));
+  field("sources", SourcesJson(config.sources));
   field("expect", JsonString(ExpectName(config.expect)));
   field("connections", integer(config.connections));
   field("threads", integer(config.threads));

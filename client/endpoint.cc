@@ -77,6 +77,23 @@ Error HostWithColons(std::string_view text) {
                << "\" (expected HOST:PORT, [IPv6]:PORT, tcp:HOST:PORT, unix:PATH, or HOST and PORT as two arguments)";
 }
 
+// Binds a socket for `target` to the local `source` address before its
+// connect. IP_BIND_ADDRESS_NO_PORT defers the choice of the port to connect(),
+// which then picks one free for this 4-tuple; a plain bind would take a port
+// free for every destination, and with it the source's whole range.
+Status BindSource(BorrowedFd fd, const SocketAddress& source, const SocketAddress& target) {
+  if (source.family() != target.family() || (source.family() != AF_INET && source.family() != AF_INET6)) {
+    return Error("source address " + source.HostToString() + " is not of the family of " + target.ToString(),
+                 EAFNOSUPPORT);
+  }
+  int one = 1;
+  if (setsockopt(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0) {
+    return ErrnoErr() << "IP_BIND_ADDRESS_NO_PORT";
+  }
+  if (bind(fd.get(), source.get(), source.length) != 0) return ErrnoErr() << "bind to " << source.HostToString();
+  return OkStatus();
+}
+
 Status CheckHost(std::string_view host, std::string_view text) {
   if (host.find_first_of(" \t\n[]/") != std::string_view::npos) {
     return Err() << "invalid host in \"" << text << "\"";
@@ -174,6 +191,33 @@ Result<Endpoint> ParseEndpointArgs(std::span<const std::string> args) {
 
 std::string SocketAddress::ToString() const { return DescribeSockaddr(get(), length); }
 
+std::string SocketAddress::HostToString() const {
+  char host[NI_MAXHOST];
+  if ((family() == AF_INET || family() == AF_INET6) &&
+      getnameinfo(get(), length, host, sizeof host, nullptr, 0, NI_NUMERICHOST) == 0) {
+    return host;
+  }
+  return ToString();
+}
+
+Result<SocketAddress> ParseSourceAddress(std::string_view text) {
+  std::string_view host = text;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']' && host.find(':') != std::string_view::npos) {
+    host = host.substr(1, host.size() - 2);
+  }
+  // The daemon's numeric parser, with port 0: names are not resolved, and a
+  // port ("127.0.0.1:80", "[::1]:80") leaves no valid address.
+  const bool colons = host.find(':') != std::string_view::npos;
+  auto parsed = ParseListenAddress(colons ? "[" + std::string(host) + "]:0" : std::string(host) + ":0");
+  if (!parsed || parsed->kind == ListenAddress::Kind::kUnix || host.find_first_of("[]") != std::string_view::npos) {
+    return Err() << "invalid source address \"" << text
+                 << "\" (expected a numeric IPv4 or IPv6 address without a port, such as 127.0.0.2 or ::1)";
+  }
+  SocketAddress a;
+  a.length = ToSockaddr(*parsed, &a.storage);
+  return a;
+}
+
 Result<std::vector<SocketAddress>> Resolve(const Endpoint& endpoint, Family family) {
   std::vector<SocketAddress> out;
   if (endpoint.kind == Endpoint::Kind::kUnix) {
@@ -258,7 +302,7 @@ int ExitCodeFor(FailureKind kind) {
   return kExitIoError;
 }
 
-Result<PendingConnect> StartConnect(const SocketAddress& address, SocketBuffers buffers) {
+Result<PendingConnect> StartConnect(const SocketAddress& address, SocketBuffers buffers, const SocketAddress* source) {
   PendingConnect p;
   p.fd.reset(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!p.fd) return ErrnoErr() << "socket";
@@ -274,6 +318,9 @@ Result<PendingConnect> StartConnect(const SocketAddress& address, SocketBuffers 
     // the previous segment is acknowledged, and the server delays that ACK.
     int one = 1;
     if (setsockopt(p.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) return ErrnoErr() << "TCP_NODELAY";
+  }
+  if (source) {
+    if (Status bound = BindSource(p.fd.borrow(), *source, address); !bound) return bound.error();
   }
   if (connect(p.fd.get(), address.get(), address.length) == 0) {
     p.connected = true;
@@ -295,8 +342,9 @@ int ConnectError(BorrowedFd fd) {
   return err;
 }
 
-Result<UniqueFd> ConnectWithTimeout(const SocketAddress& address, std::chrono::milliseconds timeout) {
-  auto pending = StartConnect(address);
+Result<UniqueFd> ConnectWithTimeout(const SocketAddress& address, std::chrono::milliseconds timeout,
+                                    const SocketAddress* source) {
+  auto pending = StartConnect(address, {}, source);
   if (!pending) return pending.error();
   if (pending->connected) return std::move(pending->fd);
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -316,11 +364,12 @@ Result<UniqueFd> ConnectWithTimeout(const SocketAddress& address, std::chrono::m
   return std::move(pending->fd);
 }
 
-Result<Connection> ConnectAny(const std::vector<SocketAddress>& addresses, std::chrono::milliseconds timeout) {
+Result<Connection> ConnectAny(const std::vector<SocketAddress>& addresses, std::chrono::milliseconds timeout,
+                              const SocketAddress* source) {
   std::string attempts;
   int last_errno = 0;
   for (const SocketAddress& address : addresses) {
-    auto fd = ConnectWithTimeout(address, timeout);
+    auto fd = ConnectWithTimeout(address, timeout, source);
     if (fd) return Connection{std::move(*fd), address};
     if (!attempts.empty()) attempts += "; ";
     attempts += fd.error().ToString();

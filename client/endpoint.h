@@ -57,7 +57,13 @@ struct SocketAddress {
   int family() const { return storage.ss_family; }
   const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
   std::string ToString() const;
+  // The numeric host alone, without brackets or port: "127.0.0.2", "::1".
+  std::string HostToString() const;
 };
+
+// A local address to connect from (rot13-bench --source): a numeric IPv4 or
+// IPv6 address, bare or an IPv6 one in brackets, without a port (its port is 0).
+Result<SocketAddress> ParseSourceAddress(std::string_view text);
 
 // The addresses to try, in getaddrinfo's order (one for a Unix endpoint), of
 // `family` (-4, -6) and the endpoint's own (tcp4:, tcp6:), which must agree.
@@ -78,6 +84,12 @@ int ExitCodeFor(FailureKind kind);
 // Starts a non-blocking connect: the socket (CLOEXEC, O_NONBLOCK; TCP_NODELAY
 // for TCP) and whether the connection is already complete (Unix sockets and
 // some loopback cases). Every connection of both tools starts here.
+//
+// With a `source` (a TCP address of the target's family, port 0), the socket
+// is bound to it first with IP_BIND_ADDRESS_NO_PORT: the kernel picks the
+// local port only at connect(), against the whole 4-tuple, so that every
+// source address has a range of ephemeral ports of its own. A source of
+// another family fails with EAFNOSUPPORT.
 struct PendingConnect {
   UniqueFd fd;
   bool connected = false;
@@ -88,21 +100,26 @@ struct SocketBuffers {
   int receive = 0;
   int send = 0;
 };
-Result<PendingConnect> StartConnect(const SocketAddress& address, SocketBuffers buffers = {});
+Result<PendingConnect> StartConnect(const SocketAddress& address, SocketBuffers buffers = {},
+                                    const SocketAddress* source = nullptr);
 // The result of a non-blocking connect once the socket is writable (SO_ERROR).
 int ConnectError(BorrowedFd fd);
 
-// Connects to one address within timeout; the socket stays non-blocking. A
-// timeout is reported with errno ETIMEDOUT.
-Result<UniqueFd> ConnectWithTimeout(const SocketAddress& address, std::chrono::milliseconds timeout);
+// Connects to one address within timeout, from `source` when one is given (as
+// StartConnect); the socket stays non-blocking. A timeout is reported with
+// errno ETIMEDOUT.
+Result<UniqueFd> ConnectWithTimeout(const SocketAddress& address, std::chrono::milliseconds timeout,
+                                    const SocketAddress* source = nullptr);
 
 struct Connection {
   UniqueFd fd;
   SocketAddress address;
 };
-// Tries each address in order, each with its own timeout. On failure the
-// error's message() names every attempt with its cause, complete as it is; its
-// errno, that of the last attempt, is for ClassifyErrno.
-Result<Connection> ConnectAny(const std::vector<SocketAddress>& addresses, std::chrono::milliseconds timeout);
+// Tries each address in order, each with its own timeout (and from `source`,
+// when one is given). On failure the error's message() names every attempt
+// with its cause, complete as it is; its errno, that of the last attempt, is
+// for ClassifyErrno.
+Result<Connection> ConnectAny(const std::vector<SocketAddress>& addresses, std::chrono::milliseconds timeout,
+                              const SocketAddress* source = nullptr);
 
 }  // namespace rot13d::client

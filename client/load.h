@@ -87,6 +87,10 @@ struct LoadOptions {
   std::optional<std::chrono::nanoseconds> duration;
   std::chrono::nanoseconds timeout = std::chrono::seconds(10);  // no progress for this long fails a session
   SocketBuffers buffers;  // of each socket, set before it connects
+  // Local addresses of the address's family that sessions connect from, each
+  // thread taking the next for each session it begins (StartConnect's
+  // source); empty: the kernel picks.
+  std::vector<SocketAddress> sources;
   size_t failure_log = 0;  // failures kept in full, the first ones (the first failure and mismatch always are)
   uint64_t seed = 1;       // session lengths and think times
 };

@@ -74,6 +74,8 @@ LoadWorker::LoadWorker(LoadShared& shared, std::vector<uint32_t> connection_ids,
     // mixes up connections returns wrong bytes.
     conns_[i].next_offset = uint64_t{connection_ids[i]} * 7919 % Pattern::kPeriod;
   }
+  // Threads begin their turns at different sources.
+  if (!options_.sources.empty() && !connection_ids.empty()) next_source_ = connection_ids[0] % options_.sources.size();
 }
 
 LoadWorker::~LoadWorker() = default;
@@ -205,7 +207,7 @@ void LoadWorker::BeginSession(Conn& c) {
   c.answered = c.half_closed = false;
   c.unit_start = c.last_progress = now;
   c.state = Conn::State::kConnecting;
-  auto pending = StartConnect(options_.address, options_.buffers);
+  auto pending = StartConnect(options_.address, options_.buffers, NextSource());
   if (!pending) return Fail(c, ClassifyErrno(pending.error().errno_value()), pending.error().ToString());
   c.fd = std::move(pending->fd);  // with TCP_NODELAY, as every connection of the tools
   epoll_event ev{};
@@ -413,6 +415,13 @@ void LoadWorker::Record(Failure f) {
 bool LoadWorker::TakeBudget() {
   if (options_.budget == 0) return true;
   return shared_.budget.fetch_sub(1, std::memory_order_relaxed) > 0;
+}
+
+const SocketAddress* LoadWorker::NextSource() {
+  if (options_.sources.empty()) return nullptr;
+  const SocketAddress* source = &options_.sources[next_source_];
+  next_source_ = (next_source_ + 1) % options_.sources.size();
+  return source;
 }
 
 uint64_t LoadWorker::Random(uint64_t lo, uint64_t hi) {

@@ -90,6 +90,8 @@ class LoadWorker {
   void Record(Failure f);
   bool TakeBudget();
   uint64_t Random(uint64_t lo, uint64_t hi);
+  // The source address of the next session, in turn; null without sources.
+  const SocketAddress* NextSource();
 
   LoadShared& shared_;
   const LoadOptions& options_;
@@ -101,6 +103,7 @@ class LoadWorker {
   std::priority_queue<Wakeup, std::vector<Wakeup>, std::greater<>> wakeups_;
   LoadClock::time_point next_scan_{};
   std::vector<uint8_t> scratch_;
+  size_t next_source_ = 0;  // this thread's turn in options_.sources
 
   // Held by Run while it handles a turn's events: guards tally_ and the
   // connections' ports, which other threads read.

@@ -174,6 +174,77 @@ TEST(EndpointTest, TcpConnectionsHaveNoDelay) {
   }
 }
 
+TEST(EndpointTest, SourceAddressesAreNumericWithoutAPort) {
+  auto host = [](std::string_view text) {
+    auto a = ParseSourceAddress(text);
+    return a ? a->HostToString() : "error: " + a.error().message();
+  };
+  EXPECT_EQ(host("127.0.0.2"), "127.0.0.2");
+  EXPECT_EQ(host("::1"), "::1");
+  EXPECT_EQ(host("[::1]"), "::1");
+  EXPECT_EQ(host("2001:DB8::0:1"), "2001:db8::1");
+  auto v4 = ParseSourceAddress("10.1.2.3");
+  ASSERT_TRUE(v4.ok());
+  EXPECT_EQ(v4->family(), AF_INET);
+  EXPECT_EQ(v4->ToString(), "10.1.2.3:0") << "port 0: the kernel picks";
+  EXPECT_EQ(ParseSourceAddress("::1")->family(), AF_INET6);
+  for (const char* bad : {"", "localhost", "127.0.0.1:80", "[::1]:80", "[127.0.0.1]", "127.1", "300.0.0.1", "::1]",
+                          "[::1", "unix:/x.sock", "1.2.3.4 ", "fe80::1%lo"}) {
+    auto a = ParseSourceAddress(bad);
+    EXPECT_FALSE(a.ok()) << bad;
+    if (!a.ok()) {
+      EXPECT_NE(a.error().message().find("invalid source address"), std::string::npos) << bad;
+    }
+  }
+}
+
+// A listening socket on the loopback address of `family`, and its address.
+std::pair<UniqueFd, SocketAddress> LoopbackListener(int family) {
+  UniqueFd listener(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  SocketAddress address;
+  address.storage.ss_family = static_cast<sa_family_t>(family);
+  address.length = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  if (family == AF_INET) {
+    reinterpret_cast<sockaddr_in*>(&address.storage)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  } else {
+    reinterpret_cast<sockaddr_in6*>(&address.storage)->sin6_addr = in6addr_loopback;
+  }
+  EXPECT_EQ(bind(listener.get(), address.get(), address.length), 0) << std::strerror(errno);
+  EXPECT_EQ(listen(listener.get(), 4), 0);
+  address.length = sizeof address.storage;
+  EXPECT_EQ(getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address.storage), &address.length), 0);
+  return {std::move(listener), address};
+}
+
+// With a source, the socket is bound to it before connecting, its port left
+// to connect(); a source of the other family is refused before any connect.
+TEST(EndpointTest, ConnectsFromTheSource) {
+  for (const char* text : {"127.0.0.2", "::1"}) {
+    SCOPED_TRACE(text);
+    auto source = ParseSourceAddress(text);
+    ASSERT_TRUE(source.ok());
+    auto [listener, address] = LoopbackListener(source->family());
+    auto connection = ConnectAny({address}, std::chrono::milliseconds(2000), &*source);
+    ASSERT_TRUE(connection.ok()) << connection.error().ToString();
+    SocketAddress local;
+    local.length = sizeof local.storage;
+    ASSERT_EQ(getsockname(connection->fd.get(), reinterpret_cast<sockaddr*>(&local.storage), &local.length), 0);
+    EXPECT_EQ(local.HostToString(), text);
+    EXPECT_NE(local.ToString(), source->ToString()) << "connect() gave it a port";
+    int no_port = 0;
+    socklen_t size = sizeof no_port;
+    ASSERT_EQ(getsockopt(connection->fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &no_port, &size), 0);
+    EXPECT_EQ(no_port, 1);
+  }
+  auto [listener, address] = LoopbackListener(AF_INET);
+  auto v6 = ParseSourceAddress("::1");
+  ASSERT_TRUE(v6.ok());
+  auto pending = StartConnect(address, {}, &*v6);
+  ASSERT_FALSE(pending.ok());
+  EXPECT_EQ(pending.error().errno_value(), EAFNOSUPPORT);
+  EXPECT_NE(pending.error().message().find("::1"), std::string::npos) << pending.error().message();
+}
+
 TEST(ArgsTest, Sizes) {
   EXPECT_EQ(*ParseSize("512"), 512u);
   EXPECT_EQ(*ParseSize("64K"), 64u << 10);

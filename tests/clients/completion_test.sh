@@ -107,6 +107,8 @@ expect_some rot13-bench "rot13-bench connect -c 4 --" --size --latency
 expect_none rot13-bench "rot13-bench connect -c 4 --" --bytes
 expect_none rot13-bench "rot13-bench rr localhost " rr connect stream
 expect_candidates rot13-bench "rot13-bench -d 10s localhost " 1067
+expect_candidates rot13-bench "rot13-bench connect --source "
+expect_candidates rot13-bench "rot13-bench --source 127.0.0.2 localhost " 1067
 expect_candidates rot13-bench "rot13-bench unix:$tmp/rot" "$tmp/rot13d.sock"
 
 # bash-completion's loader, which finds a completion by its command's name.

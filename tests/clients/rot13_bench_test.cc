@@ -1,7 +1,13 @@
 // rot13-bench against rot13d (each mode succeeds, its JSON parses and adds up) and
 // against wrong servers (a mismatch is found and reported, and fails the run).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <gtest/gtest.h>
 
+#include <map>
+#include <mutex>
 #include <sstream>
 
 #include "tests/clients/client_fixture.h"
@@ -418,6 +424,129 @@ TEST_F(BenchTest, UsageErrorsExit2) {
     r = Bench({flag});
     EXPECT_EQ(r.exit_code, kExitOk) << flag;
     EXPECT_EQ(r.out, "rot13-bench " ROT13D_VERSION "\n") << flag;
+  }
+}
+
+// The hosts that connections to a TestServer came from, by count.
+class PeerLog {
+ public:
+  // A rot13 server's handler that notes each connection's peer address first.
+  TestServer::Handler Rot13() {
+    return [this, rot13 = TestServer::Rot13Corrupting(UINT64_MAX)](int fd, size_t index,
+                                                                     const std::atomic<bool>& stopping) {
+      sockaddr_in peer{};
+      socklen_t len = sizeof peer;
+      char host[INET_ADDRSTRLEN] = "(unknown)";
+      if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+        inet_ntop(AF_INET, &peer.sin_addr, host, sizeof host);
+      }
+      {
+        std::lock_guard lock(mu_);
+        ++hosts_[host];
+      }
+      rot13(fd, index, stopping);
+    };
+  }
+  std::map<std::string, size_t> hosts() const {
+    std::lock_guard lock(mu_);
+    return hosts_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, size_t> hosts_;
+};
+
+std::vector<std::string> Strings(const Json& array) {
+  EXPECT_EQ(array.type, Json::Type::kArray);
+  std::vector<std::string> out;
+  for (const Json& item : array.array) out.push_back(item.string);
+  return out;
+}
+
+// Every connection, the probe's and the idle ones included, comes from one of
+// the --source addresses, which take turns.
+TEST_F(BenchTest, SourceAddressesTakeTurns) {
+  PeerLog peers;
+  TestServer server(peers.Rot13());
+  Json j = BenchJson({"connect", "-c", "2", "-r", "40", "-d", "30s", "--idle", "2", "--source", "127.0.0.2",
+                      "--source", "127.0.0.3", server.address()},
+                     kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(Num(j, "cycles"), 40);
+  EXPECT_EQ(Num(j, "idle_open"), 2);
+  EXPECT_EQ(Strings(j["sources"]), (std::vector<std::string>{"127.0.0.2", "127.0.0.3"}));
+  // The server saw every connection before it answered, and rot13-bench ended
+  // only once all were answered: the probe, the idle ones and the cycles.
+  std::map<std::string, size_t> hosts = peers.hosts();
+  ASSERT_EQ(hosts.size(), 2u) << "peers other than the sources";
+  EXPECT_EQ(hosts["127.0.0.2"] + hosts["127.0.0.3"], 1u + 2u + 40u);
+  // In turn: one thread alternates, so neither source has many more.
+  EXPECT_GE(hosts["127.0.0.2"], 20u);
+  EXPECT_GE(hosts["127.0.0.3"], 20u);
+}
+
+// rr and stream connect from the sources too, on several threads, and a
+// comma-separated list is several sources.
+TEST_F(BenchTest, SourceAddressesInEveryMode) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"rr", "-c", "3", "-t", "2", "-r", "30"}, {"stream", "-c", "3", "-t", "3", "-n", "64K"}}) {
+    SCOPED_TRACE(args[0]);
+    PeerLog peers;
+    TestServer server(peers.Rot13());
+    std::vector<std::string> run = args;
+    run.insert(run.end(), {"--source", "127.0.0.2,127.0.0.3", server.address()});
+    Json j = BenchJson(run, kExitOk);
+    ExpectClean(j);
+    EXPECT_EQ(Strings(j["sources"]), (std::vector<std::string>{"127.0.0.2", "127.0.0.3"}));
+    std::map<std::string, size_t> hosts = peers.hosts();
+    ASSERT_EQ(hosts.size(), 2u) << "peers other than the sources";
+    EXPECT_EQ(hosts["127.0.0.2"] + hosts["127.0.0.3"], 4u) << "the probe and 3 connections";
+    EXPECT_GE(hosts["127.0.0.2"], 1u);
+    EXPECT_GE(hosts["127.0.0.3"], 1u);
+  }
+}
+
+// An IPv6 source for an IPv6 server; of a host name's addresses, those of the
+// sources' family.
+TEST_F(BenchTest, SourceAddressesOfTheServersFamily) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  Json j = BenchJson({"rr", "-c", "2", "-r", "20", "--source", "[::1]", v6()}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(Strings(j["sources"]), std::vector<std::string>{"::1"});
+  j = BenchJson({"rr", "-c", "2", "-r", "20", "--source", "127.0.0.2", "localhost:" + std::to_string(port_)}, kExitOk);
+  ExpectClean(j);
+  EXPECT_EQ(j["address"].string, v4());
+  j = BenchJson({"rr", "-c", "2", "-r", "20", v4()}, kExitOk);
+  EXPECT_EQ(Strings(j["sources"]), std::vector<std::string>{}) << "none without --source";
+}
+
+TEST_F(BenchTest, BadSourcesAreUsageErrors) {
+  const std::string v4_target = "127.0.0.1:" + std::to_string(port_);  // nobody listens: no probe is made
+  const std::string v6_target = "[::1]:" + std::to_string(port6_);
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"connect", "--source", "::1", v4_target}, "IPv6, but " + v4_target + " is IPv4"},
+           {{"connect", "--source", "127.0.0.2", v6_target}, "IPv4, but " + v6_target + " is IPv6"},
+           {{"connect", "-6", "--source", "127.0.0.2", v6_target}, "-6 contradicts --source 127.0.0.2"},
+           {{"connect", "--source", "127.0.0.2", "--source", "::1", v4_target}, "::1 is IPv6 but 127.0.0.2 is IPv4"},
+           {{"connect", "--source", "127.0.0.2,::1", v4_target}, "::1 is IPv6 but 127.0.0.2 is IPv4"},
+           {{"connect", "--source", "127.0.0.2", unix_address()}, "not to a Unix socket"},
+           {{"connect", "--source", "localhost", v4_target}, "invalid source address \"localhost\""},
+           {{"connect", "--source", "127.0.0.1:80", v4_target}, "invalid source address \"127.0.0.1:80\""},
+           {{"connect", "--source", "[::1]:80", v6_target}, "invalid source address \"[::1]:80\""},
+           {{"connect", "--source", "300.0.0.1", v4_target}, "invalid source address"},
+           {{"connect", "--source", "", v4_target}, "invalid source address"},
+           {{"connect", "--source", "127.0.0.2,", v4_target}, "invalid source address \"\""},
+           {{"connect", v4_target, "--source"}, "needs a value"}}) {
+    SCOPED_TRACE(c.args[1] + " " + c.args[2]);
+    ToolResult r = Bench(c.args);
+    EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("Try 'rot13-bench --help'"), std::string::npos) << r.err;
   }
 }
 
