@@ -413,10 +413,10 @@ void Worker::Touch(Connection* c) {
 }
 
 void Worker::CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered) {
-  Bump(p_.stats->closed[static_cast<size_t>(reason)], uint64_t{1});
   auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now_ - c->accepted).count());
   Bump(p_.stats->duration_buckets[DurationBucket(micros)], uint64_t{1});
   Bump(p_.stats->duration_sum_us, micros);
+  Bump(p_.stats->closed[static_cast<size_t>(reason)], uint64_t{1});  // last: whoever sees the close sees its duration
   if (connection_log_.Wants(reason)) {
     connection_log_.Closed(c->fd.borrow(), reason, micros, c->bytes_in, c->bytes_in - undelivered, now_);
   }
