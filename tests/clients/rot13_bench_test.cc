@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -443,18 +445,26 @@ class PeerLog {
       {
         std::lock_guard lock(mu_);
         ++hosts_[host];
+        ++total_;
       }
+      seen_.notify_all();
       rot13(fd, index, stopping);
     };
   }
-  std::map<std::string, size_t> hosts() const {
-    std::lock_guard lock(mu_);
+  // The peers once `connections` were accepted, or after 5 s. rot13-bench may
+  // close a connection it had no message left for before the server's accept
+  // thread took it from the queue: it is accepted a moment later.
+  std::map<std::string, size_t> hosts(size_t connections) const {
+    std::unique_lock lock(mu_);
+    seen_.wait_for(lock, std::chrono::seconds(5), [&] { return total_ >= connections; });
     return hosts_;
   }
 
  private:
   mutable std::mutex mu_;
+  mutable std::condition_variable seen_;
   std::map<std::string, size_t> hosts_;
+  size_t total_ = 0;
 };
 
 std::vector<std::string> Strings(const Json& array) {
@@ -478,7 +488,7 @@ TEST_F(BenchTest, SourceAddressesTakeTurns) {
   EXPECT_EQ(Strings(j["sources"]), (std::vector<std::string>{"127.0.0.2", "127.0.0.3"}));
   // The server saw every connection before it answered, and rot13-bench ended
   // only once all were answered: the probe, the idle ones and the cycles.
-  std::map<std::string, size_t> hosts = peers.hosts();
+  std::map<std::string, size_t> hosts = peers.hosts(1 + 2 + 40);
   ASSERT_EQ(hosts.size(), 2u) << "peers other than the sources";
   EXPECT_EQ(hosts["127.0.0.2"] + hosts["127.0.0.3"], 1u + 2u + 40u);
   // In turn: one thread alternates, so neither source has many more.
@@ -499,7 +509,7 @@ TEST_F(BenchTest, SourceAddressesInEveryMode) {
     Json j = BenchJson(run, kExitOk);
     ExpectClean(j);
     EXPECT_EQ(Strings(j["sources"]), (std::vector<std::string>{"127.0.0.2", "127.0.0.3"}));
-    std::map<std::string, size_t> hosts = peers.hosts();
+    std::map<std::string, size_t> hosts = peers.hosts(4);
     ASSERT_EQ(hosts.size(), 2u) << "peers other than the sources";
     EXPECT_EQ(hosts["127.0.0.2"] + hosts["127.0.0.3"], 4u) << "the probe and 3 connections";
     EXPECT_GE(hosts["127.0.0.2"], 1u);
