@@ -1,6 +1,8 @@
 #include "common/stats.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <new>
 #include <utility>
@@ -55,21 +57,44 @@ void CounterTotals::Add(const CounterTotals& t) {
   duration_sum_us += t.duration_sum_us;
 }
 
-Result<StatsTable> StatsTable::Create(size_t slots) {
+Result<WorkerStats*> StatsTable::Map(BorrowedFd fd, size_t slots) {
   size_t bytes = slots * sizeof(WorkerStats);
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) return ErrnoErr() << "mmap of " << bytes << " bytes for worker counters";
-  auto* table = static_cast<WorkerStats*>(p);
-  for (size_t i = 0; i < slots; ++i) new (&table[i]) WorkerStats();
-  return StatsTable(table, slots);
+  return static_cast<WorkerStats*>(p);
+}
+
+Result<StatsTable> StatsTable::Create(size_t slots) {
+  UniqueFd fd(memfd_create("rot13d-worker-counters", MFD_CLOEXEC));
+  if (!fd) return ErrnoErr() << "memfd_create for worker counters";
+  if (ftruncate(fd.get(), static_cast<off_t>(slots * sizeof(WorkerStats))) != 0) {
+    return ErrnoErr() << "sizing the worker counters to " << slots * sizeof(WorkerStats) << " bytes";
+  }
+  auto table = Map(fd.borrow(), slots);
+  if (!table) return table.error();
+  for (size_t i = 0; i < slots; ++i) new (&(*table)[i]) WorkerStats();
+  return StatsTable(std::move(fd), *table, slots);
+}
+
+Result<StatsTable> StatsTable::Adopt(UniqueFd fd, size_t slots) {
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) return ErrnoErr() << "fstat of the worker counters";
+  if (static_cast<size_t>(st.st_size) != slots * sizeof(WorkerStats)) {
+    return Err() << "the worker counters hold " << st.st_size << " bytes, not " << slots << " slots of "
+                 << sizeof(WorkerStats);
+  }
+  auto table = Map(fd.borrow(), slots);
+  if (!table) return table.error();
+  return StatsTable(std::move(fd), *table, slots);
 }
 
 StatsTable::StatsTable(StatsTable&& other) noexcept
-    : slots_(std::exchange(other.slots_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    : fd_(std::move(other.fd_)), slots_(std::exchange(other.slots_, nullptr)), size_(std::exchange(other.size_, 0)) {}
 
 StatsTable& StatsTable::operator=(StatsTable&& other) noexcept {
   if (this != &other) {
-    this->~StatsTable();
+    if (slots_) munmap(slots_, size_ * sizeof(WorkerStats));
+    fd_ = std::move(other.fd_);
     slots_ = std::exchange(other.slots_, nullptr);
     size_ = std::exchange(other.size_, 0);
   }

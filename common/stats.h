@@ -9,6 +9,7 @@
 #include <iterator>
 
 #include "common/result.h"
+#include "common/unique_fd.h"
 
 namespace rot13d {
 
@@ -81,10 +82,18 @@ inline void Bump(std::atomic<T>& counter, T by) {
   counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
 }
 
-// A fixed table of slots in a MAP_SHARED anonymous mapping.
+// The layout of WorkerStats, for a supervisor that adopts the table of an
+// older image (supervisor/handover.h): bump it whenever the struct changes.
+inline constexpr uint32_t kStatsLayout = 1;
+
+// A fixed table of slots in a shared mapping of a memfd. Forked workers
+// share the mapping; the descriptor lets a re-executed supervisor map the
+// same table again (supervisor/handover.h).
 class StatsTable {
  public:
   static Result<StatsTable> Create(size_t slots);
+  // Maps the table another image created (its slots as they are).
+  static Result<StatsTable> Adopt(UniqueFd fd, size_t slots);
   StatsTable(StatsTable&& other) noexcept;
   StatsTable& operator=(StatsTable&& other) noexcept;
   StatsTable(const StatsTable&) = delete;
@@ -92,11 +101,14 @@ class StatsTable {
   ~StatsTable();
 
   size_t size() const { return size_; }
+  BorrowedFd fd() const { return fd_.borrow(); }
   WorkerStats& at(size_t i) { return slots_[i]; }
   const WorkerStats& at(size_t i) const { return slots_[i]; }
 
  private:
-  StatsTable(WorkerStats* slots, size_t size) : slots_(slots), size_(size) {}
+  StatsTable(UniqueFd fd, WorkerStats* slots, size_t size) : fd_(std::move(fd)), slots_(slots), size_(size) {}
+  static Result<WorkerStats*> Map(BorrowedFd fd, size_t slots);
+  UniqueFd fd_;
   WorkerStats* slots_ = nullptr;
   size_t size_ = 0;
 };

@@ -1,5 +1,7 @@
 #include "supervisor/admin.h"
 
+#include <fcntl.h>
+
 #include <microhttpd.h>
 #include <unistd.h>
 
@@ -77,7 +79,9 @@ Result<AdminServer::Endpoint> AdminServer::Start(const ListenAddress& address) {
   auto bound = BindListener(address, /*backlog=*/64, /*socket_mode=*/0600);
   if (!bound) return bound.error();
   Endpoint e{.address = address, .listener = std::move(*bound)};
-  e.daemon_fd = dup(e.listener.fd().get());
+  // Close-on-exec like every descriptor of ours: an upgrade's execve must not
+  // carry the endpoint into the new image, which binds its own.
+  e.daemon_fd = fcntl(e.listener.fd().get(), F_DUPFD_CLOEXEC, 0);
   if (e.daemon_fd < 0) return ErrnoErr() << "dup of the admin listener " << address.ToString();
   MHD_AccessHandlerCallback answer = &AdminServer::Answer;
   MHD_NotifyConnectionCallback track = &AdminServer::Track;

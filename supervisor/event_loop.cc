@@ -16,14 +16,14 @@ enum : uint64_t { kTagSignal = 1, kTagTimer, kTagReady, kTagAlso };
 
 }  // namespace
 
-Status EventLoop::Open(const SignalSet& signals) {
+Status EventLoop::Open(const SignalSet& signals, UniqueFd ready) {
   if (Status s = SetSignalMask(signals); !s) return s.error();
   auto fd = OpenSignalFd(signals);
   if (!fd) return fd.error();
   signals_ = std::move(*fd);
   timer_.reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer_) return ErrnoErr() << "timerfd_create";
-  ready_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  ready_ = ready ? std::move(ready) : UniqueFd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!ready_) return ErrnoErr() << "eventfd";
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) return ErrnoErr() << "epoll_create1";

@@ -15,8 +15,9 @@ namespace rot13d::supervisor {
 
 class EventLoop {
  public:
-  // Blocks `signals` and opens the descriptors.
-  Status Open(const SignalSet& signals);
+  // Blocks `signals` and opens the descriptors; `ready`, when given, is the
+  // eventfd the workers of an earlier image poke (supervisor/handover.h).
+  Status Open(const SignalSet& signals, UniqueFd ready = {});
   // What workers write to when they change phase (they inherit it).
   BorrowedFd ready_fd() const { return ready_.borrow(); }
   // In a forked worker: the loop is the supervisor's alone.

@@ -1,5 +1,7 @@
 #include "supervisor/generation.h"
 
+#include <algorithm>
+
 #include "common/log.h"
 
 namespace rot13d::supervisor {
@@ -31,6 +33,12 @@ Generation Generations::AbandonCanary() {
   Generation g = std::move(*canary_);
   canary_.reset();
   return g;
+}
+
+void Generations::Resume(Generation serving, uint64_t next_id) {
+  serving_ = std::move(serving);
+  canary_.reset();
+  next_id_ = std::max(next_id, serving_.id + 1);
 }
 
 std::vector<const Config*> Generations::ConfigsInForce() const {

@@ -56,6 +56,9 @@ class Generations {
   bool PromoteCanary();
   // Drops the canary and returns it.
   Generation AbandonCanary();
+  // In a re-executed image (supervisor/handover.h): the serving generation as
+  // the previous image had it, and the next number to give.
+  void Resume(Generation serving, uint64_t next_id);
 
   std::vector<const Config*> ConfigsInForce() const;
   // The generations' part of the planner's view.

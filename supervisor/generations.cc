@@ -44,6 +44,14 @@ void Supervisor::Promote() {
   if (first) {
     Log(LogLevel::kInfo, "ready: " + Count(g.size, "worker") + " of generation " + Num(g.id) + " accepting",
         {{"GENERATION", Num(g.id)}});
+  } else if (std::exchange(upgrading_, false)) {
+    last_reload_ = "ok (upgrade to " + options_.version + ", generation " + Num(g.id) + ")";
+    activity_.Count(ReloadResult::kOk);
+    Log(LogLevel::kNotice, "upgrade complete: rot13d " + options_.version + ", generation " + Num(g.id) +
+                               " serving with " + Count(g.size, "worker") + "; retiring " +
+                               Count(retiring, "old worker"),
+        {{"GENERATION", Num(g.id)}, {"VERSION", options_.version}});
+    requesters_.Answer(static_cast<int>(g.id));
   } else {
     last_reload_ = "ok (generation " + Num(g.id) + ")";
     activity_.Count(ReloadResult::kOk);
@@ -74,7 +82,7 @@ void Supervisor::Abandon() {
   }
   last_reload_ = "failed: new workers did not boot";
   activity_.Count(ReloadResult::kBootFailed);
-  Log(LogLevel::kError, "reload failed: generation " + Num(g.id) + " abandoned (" + why + "); generation " +
+  Log(LogLevel::kError, std::string(std::exchange(upgrading_, false) ? "upgrade" : "reload") + " failed: generation " + Num(g.id) + " abandoned (" + why + "); generation " +
                             Num(gens_.serving().id) + " keeps serving",
       {{"GENERATION", Num(g.id)}});
   requesters_.Answer(kReloadBootFailed);
@@ -84,12 +92,17 @@ void Supervisor::Abandon() {
 // At the top of a loop turn, never from inside the executor: a reload asked
 // for while a canary was out waits for it to settle.
 void Supervisor::StartReload() {
+  // A reload after the binary was replaced (a package upgrade) runs the new one.
+  if (upgrade_asked_ || exe_.Replaced()) return StartUpgrade();
   reload_pending_ = false;
   requesters_.StartReload();  // whoever asked until now gets this reload's answer
   notify_.Reloading();
   Log(LogLevel::kInfo, "reloading configuration from " + options_.config_path,
       {{"CONFIG_FILE", options_.config_path}});
-  std::optional<Config> config = ReadConfig(/*at_start=*/false);
+  TryGeneration(ReadConfig(/*at_start=*/false));
+}
+
+void Supervisor::TryGeneration(std::optional<Config> config) {
   if (!config) {
     return FailReload(config_unreadable_ ? kReloadUnreadable : kReloadInvalidConfig,
                       options_.config_path + (config_unreadable_ ? " cannot be read" : " is invalid"));
@@ -111,6 +124,10 @@ void Supervisor::StartReload() {
 }
 
 void Supervisor::FailReload(int answer, const std::string& why) {
+  if (std::exchange(upgrading_, false)) {
+    Log(LogLevel::kNotice, "the upgrade's new image serves with the adopted workers of generation " +
+                               Num(gens_.serving().id) + " (their binary: the previous one)");
+  }
   activity_.Count(answer == kReloadUnreadable    ? ReloadResult::kUnreadable
                   : answer == kReloadCannotListen ? ReloadResult::kCannotListen
                                                    : ReloadResult::kInvalid);

@@ -173,6 +173,14 @@ Status ListenerSet::TakeActivated() {
   return OkStatus();
 }
 
+void ListenerSet::Adopt(std::vector<Listener> listeners, bool activated) {
+  activated_ = activated;
+  for (Listener& l : listeners) {
+    std::string name = l.name();
+    listeners_.emplace(name, std::move(l));
+  }
+}
+
 Status ListenerSet::Open(const Config& config, const std::string& config_path) {
   if (activated_) {
     if (config.listen_set) {

@@ -28,6 +28,7 @@ class Listener {
 
   const std::string& name() const { return name_; }
   BorrowedFd fd() const { return fd_.borrow(); }
+  const std::string& owned_path() const { return owned_path_; }
   // What the kernel bound (shows the real port when the configured one was 0).
   std::string Describe() const;
   // For a forked worker: hands over this process's copy of the descriptor and
@@ -61,6 +62,9 @@ class ListenerSet {
  public:
   // Takes what systemd passed, if anything; logs each socket.
   Status TakeActivated();
+  // In a re-executed image: the listeners the previous image held, as they
+  // were (never closed, never re-bound), and whether they came from systemd.
+  void Adopt(std::vector<Listener> listeners, bool activated);
   bool activated() const { return activated_; }
 
   // Binds the addresses of `config` not bound yet, all or nothing, giving new

@@ -22,7 +22,7 @@ namespace {
 
 constexpr const char* kUsage =
     "Usage: rot13d [--config PATH] [--listen ADDR]... [--check-config [--quiet]]\n"
-    "       rot13d [--config PATH] --reload PID\n"
+    "       rot13d [--config PATH] --reload PID | --upgrade PID\n"
     "       rot13d [--config PATH] --status [ADDRESS]\n"
     "       rot13d --version | --help\n"
     "\n"
@@ -39,15 +39,23 @@ constexpr const char* kUsage =
     "  -r, --reload PID     check the configuration, ask the supervisor PID to\n"
     "                       reload it and wait for the outcome: exit 0 once the\n"
     "                       new workers serve, 3 if the file is invalid, 1 if\n"
-    "                       the reload failed (the old workers keep serving)\n"
+    "                       the reload failed (the old workers keep serving).\n"
+    "                       It checks the file the supervisor runs with (and\n"
+    "                       with --config, that file first). After the binary\n"
+    "                       was replaced (a package upgrade), a reload is an\n"
+    "                       upgrade\n"
+    "  -U, --upgrade PID    ask the supervisor PID to execute its installed\n"
+    "                       binary in place (same pid, listeners and clients;\n"
+    "                       its workers drain while the new binary's take over)\n"
+    "                       and reload; exit codes as --reload\n"
     "  -s, --status [ADDR]  print the running daemon's workers and counters, from\n"
     "                       its admin endpoint at ADDR (default: the first\n"
     "                       admin_listen of the configuration)\n"
     "  -v, --version        print the version\n"
     "  -h, --help           print this help\n"
     "\n"
-    "Signals: HUP reloads the configuration, TERM or INT stop gracefully,\n"
-    "QUIT stops at once. See rot13d(8).\n";
+    "Signals: HUP reloads the configuration, USR2 upgrades (as --upgrade),\n"
+    "TERM or INT stop gracefully, QUIT stops at once. See rot13d(8).\n";
 
 // Problems found by the one-shot commands (--check-config, --reload): plain
 // lines on a terminal; under systemd (ExecReload=) journal entries at their
@@ -98,7 +106,8 @@ int CheckConfig(const std::string& path, bool given, const std::vector<rot13d::L
 }
 
 struct Command {
-  enum class Kind { kRun, kCheck, kReload, kStatus, kHelp, kVersion, kUsageError } kind = Kind::kRun;
+  enum class Kind { kRun, kCheck, kReload, kUpgrade, kPreflight, kStatus, kHelp, kVersion, kUsageError } kind =
+      Kind::kRun;
   rot13d::supervisor::Options options;
   bool quiet = false;
   std::string reload_pid;
@@ -148,6 +157,14 @@ Command ParseArgs(int argc, char** argv) {
         c.kind = Command::Kind::kReload;
         c.reload_pid = v;
       }
+    } else if (arg == "-U" || arg == "--upgrade") {
+      if (const char* v = value(i, "the supervisor's pid")) {
+        c.kind = Command::Kind::kUpgrade;
+        c.reload_pid = v;
+      }
+    } else if (arg == "--upgrade-preflight") {
+      // Run by a supervisor on the binary it is about to execute (upgrade.cc); not for people.
+      c.kind = Command::Kind::kPreflight;
     } else if (arg == "-s" || arg == "--status") {
       c.kind = Command::Kind::kStatus;
       // An optional address: the next argument unless it is an option.
@@ -179,13 +196,18 @@ int main(int argc, char** argv) {
     case Command::Kind::kUsageError: std::fprintf(stderr, "rot13d: %s\n%s", c.error.c_str(), kUsage); return kExitUsage;
     case Command::Kind::kCheck:
       return CheckConfig(c.options.config_path, c.options.config_path_given, c.options.listen, c.quiet);
-    case Command::Kind::kReload: return RequestReload(c.reload_pid, c.options.config_path);
+    case Command::Kind::kReload:
+    case Command::Kind::kUpgrade:
+      return RequestReload(c.reload_pid, c.options.config_path, c.options.config_path_given,
+                           c.kind == Command::Kind::kUpgrade);
+    case Command::Kind::kPreflight: c.options.version = ROT13D_VERSION; return supervisor::Preflight(c.options);
     case Command::Kind::kStatus:
       return supervisor::RequestStatus(c.status_address, c.options.config_path, c.options.config_path_given);
     case Command::Kind::kRun: break;
   }
   ConfigureLogging(LogLevel::kInfo, LogTarget::kAuto);
   c.options.version = ROT13D_VERSION;
+  c.options.argv.assign(argv, argv + argc);  // before the title overwrites them: an upgrade runs them again
   InitProcTitle(argc, argv);  // argv was read: ps and top show what the process is doing
   SetProcTitle("rot13d: supervisor (starting)");
   return supervisor::Run(c.options);

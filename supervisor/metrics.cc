@@ -118,6 +118,7 @@ const char* ReloadResultName(ReloadResult result) {
     case ReloadResult::kUnreadable: return "unreadable";
     case ReloadResult::kCannotListen: return "cannot_listen";
     case ReloadResult::kBootFailed: return "boot_failed";
+    case ReloadResult::kUpgradeFailed: return "upgrade_failed";
   }
   return "ok";
 }
@@ -131,6 +132,23 @@ Snapshot Activity::Snapshot(const std::string& version, pid_t pid) const {
   std::copy(std::begin(reloads_), std::end(reloads_), s.reloads);
   std::copy(std::begin(restarts_), std::end(restarts_), s.restarts);
   return s;
+}
+
+Activity::Carried Activity::Carry() const {
+  Carried c;
+  std::copy(std::begin(reloads_), std::end(reloads_), c.reloads);
+  std::copy(std::begin(restarts_), std::end(restarts_), c.restarts);
+  c.started_wall_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(started_wall_.time_since_epoch()).count();
+  c.started_steady_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(started_.time_since_epoch()).count();
+  return c;
+}
+
+void Activity::Resume(const Carried& c) {
+  std::copy(std::begin(c.reloads), std::end(c.reloads), reloads_);
+  std::copy(std::begin(c.restarts), std::end(c.restarts), restarts_);
+  started_wall_ = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(c.started_wall_ns)));
+  started_ = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(c.started_steady_ns));
 }
 
 std::string RenderMetrics(const Snapshot& s) {

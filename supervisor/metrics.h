@@ -21,8 +21,9 @@ inline constexpr size_t kRestartReasons = 5;
 const char* RestartReasonName(RestartReason reason);
 
 // How a reload ended, as the reloads_total label says it.
-enum class ReloadResult : uint8_t { kOk, kInvalid, kUnreadable, kCannotListen, kBootFailed };
-inline constexpr size_t kReloadResults = 5;
+// kUpgradeFailed: an upgrade's new binary failed its pre-flight or could not be executed.
+enum class ReloadResult : uint8_t { kOk, kInvalid, kUnreadable, kCannotListen, kBootFailed, kUpgradeFailed };
+inline constexpr size_t kReloadResults = 6;
 const char* ReloadResultName(ReloadResult result);
 
 struct WorkerSnapshot {
@@ -59,6 +60,17 @@ class Activity {
   void Count(RestartReason r) { ++restarts_[static_cast<size_t>(r)]; }
   // A snapshot with these counts, the start time and the uptime filled in.
   supervisor::Snapshot Snapshot(const std::string& version, pid_t pid) const;
+
+  // What an upgrade hands to the next image (supervisor/handover.h): the
+  // counts and the start time, which the service keeps across it.
+  struct Carried {
+    uint64_t reloads[kReloadResults] = {};
+    uint64_t restarts[kRestartReasons] = {};
+    int64_t started_wall_ns = 0;    // CLOCK_REALTIME
+    int64_t started_steady_ns = 0;  // CLOCK_MONOTONIC: the same clock in every image
+  };
+  Carried Carry() const;
+  void Resume(const Carried& c);
 
  private:
   uint64_t reloads_[kReloadResults] = {};

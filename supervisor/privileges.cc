@@ -8,6 +8,7 @@
 #include <cap-ng.h>
 
 #include <cerrno>
+#include <vector>
 
 #include "common/capabilities.h"
 #include "common/log.h"
@@ -113,6 +114,34 @@ Result<SocketOwner> ResolveSocketOwner(const std::string& user, const std::strin
     owner.gid = g->gid;
   }
   return owner;
+}
+
+Status KeepCapabilitiesAcrossExec() {
+  if (capng_get_caps_process() != 0) return Err() << "reading this process's capabilities";
+  std::vector<int> held;
+  for (int cap : kReloadCapabilities) {
+    if (capng_have_capability(CAPNG_PERMITTED, static_cast<unsigned>(cap))) held.push_back(cap);
+  }
+  if (held.empty()) return OkStatus();
+  for (int cap : held) {
+    if (capng_update(CAPNG_ADD, CAPNG_INHERITABLE, static_cast<unsigned>(cap)) != 0) {
+      return Err() << "making capability " << cap << " inheritable";
+    }
+  }
+  if (capng_apply(CAPNG_SELECT_CAPS) != 0) return ErrnoErr() << "setting inheritable capabilities";
+  for (int cap : held) {
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) {
+      return ErrnoErr() << "raising ambient capability " << cap;
+    }
+  }
+  return OkStatus();
+}
+
+void ClearInheritedCapabilities() {
+  (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  if (capng_get_caps_process() != 0) return;
+  for (unsigned cap = 0; cap <= CAP_LAST_CAP; ++cap) (void)capng_update(CAPNG_DROP, CAPNG_INHERITABLE, cap);
+  (void)capng_apply(CAPNG_SELECT_CAPS);
 }
 
 }  // namespace rot13d::supervisor

@@ -43,6 +43,14 @@ Status BecomeIdentity(const Identity& id);
 // root: systemd's User= did it) or root is kept as configured.
 Result<std::optional<Identity>> DropRoot(const Config& config);
 
+// An upgrade's execve as a user other than root would drop the capabilities
+// kept for reloads: they are made inheritable and ambient just before it
+// (those this process holds; none is an error), and the new image clears
+// the ambient and inheritable sets again at once, so that no child of it
+// inherits them. The exec failing, the old image clears them the same way.
+Status KeepCapabilitiesAcrossExec();
+void ClearInheritedCapabilities();
+
 // A reload cannot change who the supervisor runs as: what to warn about, if the file asks to.
 std::optional<std::string> IdentityChangeIgnored(const std::optional<Identity>& current, const Config& config);
 

@@ -75,32 +75,43 @@ Status BecomeOwnerOf(pid_t pid) {
   return OkStatus();
 }
 
-int ReportAnswer(int value, pid_t pid, const std::string& path) {
+// What was asked, for the messages: "reload" or "upgrade".
+struct Ask {
+  const char* what;
+  std::string path;  // the file checked here, or "" when the supervisor's own was left to it
+};
+
+int ReportAnswer(int value, pid_t pid, const Ask& ask) {
   if (value > 0) {
-    std::printf("rot13d: reload applied: generation %d is serving %s\n", value, path.c_str());
+    std::printf("rot13d: %s applied: generation %d is serving\n", ask.what, value);
     return kExitOk;
   }
   const char* why = "unknown answer";
   int code = kExitFailure;
   switch (value) {
     case kReloadInvalidConfig:
-      why = "the supervisor found the file invalid (it changed after this check?)";
+      why = ask.path.empty() ? "the supervisor found its configuration file invalid; it keeps the running configuration"
+                             : "the supervisor found its configuration file invalid (it runs with another file than "
+                               "the one checked here, or that file changed since)";
       code = kExitConfig;
       break;
     case kReloadUnreadable:
-      why = "the supervisor cannot read the file";
+      why = "the supervisor cannot read its configuration file";
       code = kExitConfig;
+      break;
+    case kReloadUpgradeFailed:
+      why = "the new binary failed its pre-flight or could not be executed; the running one keeps serving";
       break;
     case kReloadCannotListen: why = "a new listen address could not be bound"; break;
     case kReloadBootFailed: why = "the new workers did not boot; the previous ones keep serving"; break;
     case kReloadStopping: why = "rot13d is stopping"; break;
   }
-  Report(LogLevel::kError, std::string("reload failed: ") + why + " (the log of pid " + std::to_string(pid) +
+  Report(LogLevel::kError, std::string(ask.what) + " failed: " + why + " (the log of pid " + std::to_string(pid) +
                                " has the details)");
   return code;
 }
 
-int AwaitAnswer(pid_t pid, const sigset_t& answer, const std::string& path) {
+int AwaitAnswer(pid_t pid, const sigset_t& answer, const Ask& ask) {
   for (int waited = 0; waited < kReloadWaitSeconds; ++waited) {
     timespec second{1, 0};
     siginfo_t info{};
@@ -108,12 +119,12 @@ int AwaitAnswer(pid_t pid, const sigset_t& answer, const std::string& path) {
     if (sig < 0) {
       if (errno != EAGAIN && errno != EINTR) break;
       if (kill(pid, 0) != 0 && errno == ESRCH) {
-        Report(LogLevel::kError, "reload failed: pid " + std::to_string(pid) + " exited");
+        Report(LogLevel::kError, std::string(ask.what) + " failed: pid " + std::to_string(pid) + " exited");
         return kExitFailure;
       }
       continue;
     }
-    if (info.si_pid == pid) return ReportAnswer(info.si_value.sival_int, pid, path);
+    if (info.si_pid == pid) return ReportAnswer(info.si_value.sival_int, pid, ask);
   }
   Report(LogLevel::kError, "no answer from pid " + std::to_string(pid) + " within " +
                                std::to_string(kReloadWaitSeconds) + " s; is it rot13d?");
@@ -122,20 +133,26 @@ int AwaitAnswer(pid_t pid, const sigset_t& answer, const std::string& path) {
 
 }  // namespace
 
-int RequestReload(const std::string& pid_text, const std::string& path) {
+int RequestReload(const std::string& pid_text, const std::string& path, bool given, bool upgrade) {
+  const Ask ask{upgrade ? "upgrade" : "reload", given ? path : std::string()};
   int pid = 0;
   auto [end, ec] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
   if (ec != std::errc() || end != pid_text.data() + pid_text.size() || pid <= 1) {
-    std::fprintf(stderr, "rot13d: --reload needs the supervisor's pid, got '%s'\n", pid_text.c_str());
+    std::fprintf(stderr, "rot13d: --%s needs the supervisor's pid, got '%s'\n", ask.what, pid_text.c_str());
     return kExitUsage;
   }
-  // The supervisor re-reads the file; refuse early, with every error's place.
-  ConfigLoad load = LoadConfigFile(path);
-  if (!load.config) {
-    ReportErrors(load.errors);
-    Report(LogLevel::kError, "reload refused: " + path + (load.unreadable ? " cannot be read" : " is invalid") +
-                                 "; the running configuration stays");
-    return kExitConfig;
+  // The supervisor checks the file it runs with, which only it knows. A file
+  // named here (the unit's ExecReload= names it) is checked first, so that
+  // its errors come with their places to whoever asked.
+  if (given) {
+    ConfigLoad load = LoadConfigFile(path);
+    if (!load.config) {
+      ReportErrors(load.errors);
+      Report(LogLevel::kError, std::string(ask.what) + " refused: " + path +
+                                   (load.unreadable ? " cannot be read" : " is invalid") +
+                                   "; the running configuration stays");
+      return kExitConfig;
+    }
   }
   if (Status s = CheckIsSupervisor(pid); !s) {
     std::fprintf(stderr, "rot13d: %s\n", s.error().ToString().c_str());
@@ -153,18 +170,20 @@ int RequestReload(const std::string& pid_text, const std::string& path) {
     return kExitFailure;
   }
   sigval request{};
-  request.sival_int = kReloadRequest;
+  request.sival_int = upgrade ? kUpgradeRequest : kReloadRequest;
   if (sigqueue(pid, ReloadRequestSignal(), request) != 0) {
     std::fprintf(stderr, "rot13d: %s\n", Error(ErrnoErr() << "cannot signal pid " << pid).ToString().c_str());
     return kExitFailure;
   }
-  return AwaitAnswer(pid, answer, path);
+  return AwaitAnswer(pid, answer, ask);
 }
 
 bool IsReloadRequest(const signalfd_siginfo& si) {
   return static_cast<int>(si.ssi_signo) == ReloadRequestSignal() && si.ssi_code == SI_QUEUE &&
-         si.ssi_int == kReloadRequest;
+         (si.ssi_int == kReloadRequest || si.ssi_int == kUpgradeRequest);
 }
+
+bool IsUpgradeRequest(const signalfd_siginfo& si) { return IsReloadRequest(si) && si.ssi_int == kUpgradeRequest; }
 
 void ReloadRequesters::Add(pid_t requester) {
   if (int fd = static_cast<int>(syscall(SYS_pidfd_open, requester, 0)); fd >= 0) next_.emplace_back(fd);
@@ -196,6 +215,18 @@ void ReloadRequesters::Answer(int value) {
 void ReloadRequesters::AnswerAll(int value) {
   StartReload();
   Answer(value);
+}
+
+std::vector<int> ReloadRequesters::PendingFds() const {
+  std::vector<int> fds;
+  for (const auto* list : {&waiting_, &next_}) {
+    for (const UniqueFd& fd : *list) fds.push_back(fd.get());
+  }
+  return fds;
+}
+
+void ReloadRequesters::Adopt(const std::vector<int>& fds) {
+  for (int fd : fds) waiting_.emplace_back(fd);
 }
 
 void ReloadRequesters::Forget() {

@@ -20,7 +20,8 @@
 
 namespace rot13d {
 
-inline constexpr int kReloadRequest = 0x52313344;  // "R13D"
+inline constexpr int kReloadRequest = 0x52313344;   // "R13D"
+inline constexpr int kUpgradeRequest = 0x52313355;  // "R13U": re-execute the binary, then reload
 
 enum ReloadFailure : int {
   kReloadInvalidConfig = -1,  // the file did not parse or validate
@@ -28,6 +29,7 @@ enum ReloadFailure : int {
   kReloadBootFailed = -3,     // the new workers did not boot; the old ones serve on
   kReloadStopping = -4,       // the supervisor is stopping
   kReloadUnreadable = -5,     // the supervisor could not read the file (permissions, type)
+  kReloadUpgradeFailed = -6,  // the new binary failed its pre-flight or could not be executed
 };
 
 inline int ReloadRequestSignal() { return SIGRTMIN + 1; }
@@ -35,16 +37,20 @@ inline int ReloadAnswerSignal() { return SIGRTMIN + 2; }
 
 // ---- The requester's side.
 
-// Validates the file at config_path, asks the supervisor `pid_text` to reload
-// and waits for its answer. Returns the process exit code: 0 applied, 3 the
-// file is invalid or unreadable, 1 the reload failed or no answer came, 2 a
-// bad pid. Prints what happened (to the journal, when stderr is it).
-int RequestReload(const std::string& pid_text, const std::string& config_path);
+// Asks the supervisor `pid_text` to reload (or, with `upgrade`, to re-execute
+// its binary and reload: supervisor/handover.h) and waits for its answer. The
+// supervisor checks the file it runs with; when config_path was `given`, that
+// file is checked here first too, for its errors' places. Returns the process
+// exit code: 0 applied, 3 the file is invalid or unreadable, 1 the reload
+// failed or no answer came, 2 a bad pid. Prints what happened (to the
+// journal, when stderr is it).
+int RequestReload(const std::string& pid_text, const std::string& config_path, bool given, bool upgrade);
 
 // ---- The supervisor's side.
 
-// Whether a signal read from the signalfd is a well-formed reload request.
+// Whether a signal read from the signalfd is a well-formed reload request (or upgrade request).
 bool IsReloadRequest(const signalfd_siginfo& si);
+bool IsUpgradeRequest(const signalfd_siginfo& si);
 
 // The requesters waiting for an answer, as pidfds (not pids: an answer must
 // never reach a stranger that reused the pid of a requester that gave up,
@@ -63,6 +69,11 @@ class ReloadRequesters {
   void AnswerAll(int value);
   // Closes every pidfd, in a forked worker.
   void Forget();
+  // For an upgrade's handover: every requester's pidfd, all of whom get the
+  // answer of the upgrade (it re-reads the file after their request), and
+  // in the new image the same descriptors taken back.
+  std::vector<int> PendingFds() const;
+  void Adopt(const std::vector<int>& fds);
 
  private:
   pid_t self_;

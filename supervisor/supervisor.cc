@@ -3,7 +3,7 @@
 
 namespace rot13d::supervisor::internal {
 
-Status Supervisor::SetUp() {
+Status Supervisor::SetUp(UniqueFd ready, UniqueFd nudge) {
   // A log line to a stderr pipe whose reader left must not kill the service.
   if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) return ErrnoErr() << "ignoring SIGPIPE";
   // Blocked before the first fork, read synchronously from a signalfd: no
@@ -11,10 +11,13 @@ Status Supervisor::SetUp() {
   // stop (SIGALRM, SIGTTIN, SIGRTMIN+5...) can take the service down; those
   // rot13d has no use for are logged and ignored. SIGABRT keeps its default:
   // it is how systemd's watchdog (and an operator) asks for a core dump.
-  if (Status s = loop_.Open(kSupervisorSignals); !s) return s.error();
-  nudge_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (Status s = loop_.Open(kSupervisorSignals, std::move(ready)); !s) return s.error();
+  const bool resuming = nudge.valid();  // an upgrade's new image: the table is adopted too
+  nudge_ = nudge ? std::move(nudge) : UniqueFd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!nudge_) return ErrnoErr() << "eventfd";
-  if (Status s = pool_.Init(kStatsSlots); !s) return s.error();
+  if (!resuming) {
+    if (Status s = pool_.Init(kStatsSlots); !s) return s.error();
+  }
   // Each connection is a descriptor: use the hard limit the service manager
   // allows. Failing that, the soft limit stands: not worth refusing to start.
   rlimit nofile{};
@@ -148,8 +151,10 @@ void Supervisor::BeginStop(bool immediately) {
     notify_.Stopping();
     Log(LogLevel::kNotice, immediately ? "stopping now" : "stopping gracefully: draining workers");
   }
-  reload_pending_ = false;
+  reload_pending_ = upgrade_asked_ = false;
   requesters_.AnswerAll(kReloadStopping);
+  // An upgrade's pre-flight is not wanted any more (unreaped, its pid is still ours).
+  if (preflight_) (void)kill(preflight_->pid, SIGKILL);
   // Refuse new clients now instead of letting the kernel queue connections
   // that nobody will accept. Sockets from systemd stay: it keeps their queue
   // for the next start.
@@ -163,13 +168,13 @@ void Supervisor::OnSignal(const signalfd_siginfo& si) {
     // A real-time signal, so requests queue instead of merging with a pending SIGHUP.
     if (!IsReloadRequest(si)) return strays_.Report(si, Clock::now());
     requesters_.Add(static_cast<pid_t>(si.ssi_pid));
-    sig = SIGHUP;
+    sig = IsUpgradeRequest(si) ? SIGUSR2 : SIGHUP;
   }
   switch (sig) {
     case SIGCHLD:
-      pool_.Reap([this](WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t open) {
-        ApplyExit(w, pid, exit, open);
-      });
+      pool_.Reap([this](WorkerRecord& w, pid_t pid, const ExitStatus& exit,
+                        uint32_t open) { ApplyExit(w, pid, exit, open); },
+                 [this](pid_t pid, const ExitStatus& exit) { OnOtherChildExit(pid, exit); });
       break;
     case SIGHUP:
       reload_pending_ = !stopping_;
@@ -178,8 +183,12 @@ void Supervisor::OnSignal(const signalfd_siginfo& si) {
     case SIGTERM:
     case SIGINT: BeginStop(false); break;
     case SIGQUIT: BeginStop(true); break;
-    case SIGUSR1:
     case SIGUSR2:
+      // The nginx and HAProxy habit: execute the binary again (upgrade.cc).
+      upgrade_asked_ = reload_pending_ = !stopping_;
+      if (stopping_) requesters_.AnswerAll(kReloadStopping);
+      break;
+    case SIGUSR1:
       // nginx reopens log files on USR1; rot13d writes no files, so a
       // logrotate habit must be harmless.
       Log(LogLevel::kNotice, SignalName(sig) + " ignored (rot13d has no log files to reopen)");
@@ -216,6 +225,8 @@ void Supervisor::Tick() {
     last_watchdog_ = now;
     notify_.Watchdog();
   }
+  // A pre-flight past its time is killed; its reap fails the upgrade.
+  if (preflight_ && now >= preflight_->deadline) (void)kill(preflight_->pid, SIGKILL);
 }
 
 // The earliest of: the next status line, the next WATCHDOG=1, and whatever
@@ -228,12 +239,15 @@ TimePoint Supervisor::NextWake() const {
   }
   if (auto d = NextDeadline(View(now))) next = std::min(next, *d);
   if (auto t = admin_.NextTimeout()) next = std::min(next, *t);
+  if (preflight_) next = std::min(next, preflight_->deadline);
   return next;
 }
 
 // Everything before the loop: the file, the sockets, who we run as, and the
 // first generation. A failure here is the process's exit code.
 std::optional<int> Supervisor::Start() {
+  exe_ = Executable::OfThisProcess();
+  if (const char* handover = getenv(kHandoverEnv)) return Resume(handover);
   Log(LogLevel::kInfo, "rot13d " + options_.version + " starting (pid " + Num(static_cast<uint64_t>(self_)) +
                            ") with " + options_.config_path,
       {{"CONFIG_FILE", options_.config_path}, {"VERSION", options_.version}});

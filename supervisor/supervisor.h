@@ -14,10 +14,22 @@ struct Options {
   // --listen: these addresses instead of the file's `listen`, at every reload too.
   std::vector<ListenAddress> listen;
   std::string version;  // for the first log line
+  // The command line as given, which an upgrade executes again (the process
+  // title overwrites the original).
+  std::vector<std::string> argv;
 };
 
 // Runs the daemon in the foreground until it is stopped; returns the exit code.
-// Expects to be called with no other threads running.
+// Expects to be called with no other threads running. When ROT13D_HANDOVER is
+// set, this is an upgrade's new image: it adopts what the old one handed over.
 int Run(const Options& options);
+
+// `rot13d --upgrade-preflight`: run by a supervisor on the binary it is about
+// to execute, with the handover (supervisor/handover.h) on stdin. Checks that
+// this binary reads its format, can adopt its workers' counters, accepts the
+// running configuration and the file's; prints its version on stdout.
+// Returns 0 if so, 3 if a configuration is invalid, 1 otherwise (the reason
+// on stdout).
+int Preflight(const Options& options);
 
 }  // namespace rot13d::supervisor

@@ -24,6 +24,7 @@
 #include "supervisor/admin.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/generation.h"
+#include "supervisor/handover.h"
 #include "supervisor/listeners.h"
 #include "supervisor/metrics.h"
 #include "supervisor/notify.h"
@@ -63,16 +64,28 @@ class Supervisor {
  private:
   // Set-up.
   std::optional<int> Start();
-  Status SetUp();
+  Status SetUp(UniqueFd ready = {}, UniqueFd nudge = {});
   std::optional<Config> ReadConfig(bool at_start);
   void StartGeneration(const Config& config);
 
   // Events.
   void OnSignal(const signalfd_siginfo& si);
   void ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t open = 0);
-  bool ReloadDue() const { return reload_pending_ && !gens_.has_canary() && !stopping_; }
+  bool ReloadDue() const { return reload_pending_ && !gens_.has_canary() && !stopping_ && !preflight_; }
   void StartReload();
+  // What a reload does once it has read the file: listeners, admin, the canary.
+  void TryGeneration(std::optional<Config> config);
   void FailReload(int answer, const std::string& why);
+
+  // Live upgrade (upgrade.cc): pre-flight the installed binary, then execve it
+  // with a handover; the new image resumes in Resume().
+  void StartUpgrade();
+  void OnOtherChildExit(pid_t pid, const ExitStatus& exit);
+  void ExecUpgrade();
+  void FailUpgrade(int answer, const std::string& why);
+  Handover BuildHandover() const;
+  std::optional<int> Resume(const std::string& handover_fd);
+  std::optional<Config> ReadConfigForUpgrade();
   void BeginStop(bool immediately);
 
   // The executor: performs what the planner decided, and logs it.
@@ -108,6 +121,15 @@ class Supervisor {
 
   bool stopping_ = false;
   bool reload_pending_ = false;  // asked for; starts at the top of a loop turn once no canary is out
+  bool upgrade_asked_ = false;   // with reload_pending_: re-execute the binary first
+  Executable exe_;               // the running image, and where it was installed
+  struct Preflight {
+    pid_t pid = 0;
+    UniqueFd output;  // what it prints (a memfd: nothing to drain while it runs)
+    TimePoint deadline{};
+  };
+  std::optional<Preflight> preflight_;
+  bool upgrading_ = false;       // the canary out is the first generation of an upgraded image
   std::optional<int> exit_code_;
   std::string last_reload_ = "none";
   bool config_unreadable_ = false;  // the last ReadConfig failed to read the file at all

@@ -20,6 +20,17 @@ Status WorkerPool::Init(size_t slots) {
   return OkStatus();
 }
 
+void WorkerPool::Adopt(StatsTable table, std::vector<WorkerRecord> workers, const CounterTotals& retired) {
+  stats_.emplace(std::move(table));
+  workers_ = std::move(workers);
+  retired_ = retired;
+  free_stats_.clear();
+  for (int i = static_cast<int>(stats_->size()) - 1; i >= 0; --i) {
+    bool used = std::any_of(workers_.begin(), workers_.end(), [i](const WorkerRecord& w) { return w.stats_index == i; });
+    if (!used) free_stats_.push_back(i);
+  }
+}
+
 WorkerRecord* WorkerPool::Find(pid_t pid) {
   auto it = std::find_if(workers_.begin(), workers_.end(), [pid](const WorkerRecord& w) { return w.pid == pid; });
   return it == workers_.end() ? nullptr : &*it;
@@ -78,13 +89,16 @@ void WorkerPool::ReleaseStats(WorkerRecord& w) {
   w.stats_index = -1;
 }
 
-void WorkerPool::Reap(const OnExit& on_exit) {
+void WorkerPool::Reap(const OnExit& on_exit, const OnOther& on_other) {
   RefreshPhases();  // a worker that reported accepting and then died did boot
   int status = 0;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     WorkerRecord* w = Find(pid);
-    if (!w) continue;
+    if (!w) {
+      on_other(pid, ExitStatus::FromWaitStatus(status));
+      continue;
+    }
     uint32_t open = w->stats_index < 0 ? 0 : stats_->at(static_cast<size_t>(w->stats_index)).open_connections.load();
     ReleaseStats(*w);
     on_exit(*w, pid, ExitStatus::FromWaitStatus(status), open);

@@ -20,6 +20,13 @@ class WorkerPool {
  public:
   // Maps the shared counter table (before the first fork).
   Status Init(size_t slots);
+  // In a re-executed image (supervisor/handover.h): the table, the workers
+  // and the totals of workers gone, as the previous image left them.
+  void Adopt(StatsTable table, std::vector<WorkerRecord> workers, const CounterTotals& retired);
+  // For the handover.
+  BorrowedFd stats_fd() const { return stats_->fd(); }
+  size_t stats_slots() const { return stats_->size(); }
+  const CounterTotals& retired() const { return retired_; }
 
   const std::vector<WorkerRecord>& all() const { return workers_; }
   WorkerRecord* Find(pid_t pid);
@@ -37,8 +44,10 @@ class WorkerPool {
 
   // Reaps every exited worker, calling on_exit with its record (counter slot
   // released), its pid, how it ended and how many connections it still held.
+  // Another child of the supervisor (an upgrade's pre-flight) goes to on_other.
   using OnExit = std::function<void(WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t open)>;
-  void Reap(const OnExit& on_exit);
+  using OnOther = std::function<void(pid_t pid, const ExitStatus& exit)>;
+  void Reap(const OnExit& on_exit, const OnOther& on_other);
   // Applies the planner's decision about a worker whose process is gone.
   void Apply(WorkerRecord& w, const ExitDecision& d, TimePoint now);
   // Reads phases and heartbeats the workers published.

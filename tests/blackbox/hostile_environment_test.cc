@@ -113,10 +113,11 @@ TEST_F(HostileEnvironmentTest, NoSignalWithoutAMeaningStopsOrKillsAnyone) {
   ASSERT_NO_FATAL_FAILURE(Start("workers = 2\n", 2));
   std::vector<pid_t> workers = daemon_->Workers();
   ASSERT_EQ(workers.size(), 2u);
-  // The supervisor: HUP reloads, INT/TERM/QUIT stop; USR1/USR2 are logged.
+  // The supervisor: HUP reloads, USR2 upgrades, INT/TERM/QUIT stop; USR1 is logged.
   // A worker: INT/TERM drain it, QUIT stops it. SIGABRT keeps its default in
   // both (systemd's watchdog and the hung-worker check abort with a core).
-  const std::vector<int> meaningful_to_supervisor = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGABRT, SIGKILL, SIGSTOP};
+  const std::vector<int> meaningful_to_supervisor = {SIGHUP,  SIGUSR2, SIGINT, SIGQUIT,
+                                                     SIGTERM, SIGABRT, SIGKILL, SIGSTOP};
   const std::vector<int> meaningful_to_worker = {SIGINT, SIGQUIT, SIGTERM, SIGABRT, SIGKILL, SIGSTOP};
   auto has = [](const std::vector<int>& v, int s) { return std::find(v.begin(), v.end(), s) != v.end(); };
   for (int round = 0; round < 3; ++round) {

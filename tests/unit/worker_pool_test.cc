@@ -36,7 +36,7 @@ class WorkerPoolTest : public ::testing::Test {
       pool_.Reap([&](WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t) {
         deaths.push_back({w.slot, pid, exit});
         pool_.Apply(w, ExitDecision{}, Clock::now());  // forget it
-      });
+      }, [](pid_t, const ExitStatus&) {});
       std::this_thread::sleep_for(1ms);
     }
     return deaths;
