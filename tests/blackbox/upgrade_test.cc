@@ -4,6 +4,7 @@
 // connections served to their end by the adopted workers, counters and
 // generation numbers carried over; and a new binary that fails its
 // pre-flight, or whose workers cannot boot, changes nothing.
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -253,6 +254,36 @@ TEST_F(UpgradeTest, AUnixListenerAndItsFileSurvive) {
   daemon_->Signal(SIGTERM);
   ASSERT_TRUE(daemon_->WaitExit().has_value());
   EXPECT_NE(stat(sock.c_str(), &after), 0) << "the socket file was left behind";
+}
+
+// Under socket activation (the packaged service): the sockets systemd passed
+// go over as they are, and are still the only ones served.
+TEST_F(UpgradeTest, SocketsFromSystemdGoOverAsTheyAre) {
+  Fd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sin;
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&sin), len), 0);
+  ASSERT_EQ(listen(listener.get(), 16), 0);
+  ASSERT_EQ(getsockname(listener.get(), reinterpret_cast<sockaddr*>(&sin), &len), 0);
+  std::string activated = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+  Daemon::Options options;
+  options.listen_fds = {listener.get()};
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 2\n", 2, options));
+  listener.Reset();  // from now on only the daemon holds it
+  Client open = Client::Connect(activated);
+  ASSERT_EQ(open.RoundTrip("before"), "orsber");
+  RunResult r = Ask("--upgrade");
+  ASSERT_EQ(r.exit_code, kExitOk) << r.err << daemon_->Log();
+  EXPECT_EQ(FreshRoundTrip("Hello", activated), "Uryyb");
+  EXPECT_EQ(open.RoundTrip("after"), "nsgre");
+  EXPECT_FALSE(Client::Connect(address()).connected()) << "the file's listen address was bound by the new image";
+  // A reload after it still knows the sockets are systemd's.
+  r = Ask("--reload");
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err << daemon_->Log();
+  EXPECT_EQ(daemon_->LogCount("is ignored"), 3u) << daemon_->Log();
+  EXPECT_EQ(FreshRoundTrip("Hello", activated), "Uryyb");
 }
 
 // --reload and --upgrade without --config leave the file to the supervisor,
