@@ -161,15 +161,48 @@ Status SetBacklog(BorrowedFd fd, int backlog) {
   return OkStatus();
 }
 
+namespace {
+
+// An FDNAME may not hold ':' (systemd's separator in LISTEN_FDNAMES).
+std::string StoreName(const std::string& address) {
+  std::string name = ListenerSet::kStoredPrefix + address;
+  std::replace(name.begin(), name.end(), ':', '_');
+  return name.substr(0, 255);
+}
+
+}  // namespace
+
+void ListenerSet::Store(const std::string& name, BorrowedFd fd) {
+  if (!getenv("NOTIFY_SOCKET")) return;
+  std::string state = "FDSTORE=1\nFDNAME=" + StoreName(name);
+  int raw = fd.get();
+  if (int r = sd_pid_notify_with_fds(0, /*unset_environment=*/0, state.c_str(), &raw, 1); r < 0) {
+    Log(LogLevel::kDebug, "storing listener " + name + " with systemd failed: " + std::to_string(r));
+  }
+}
+
+void ListenerSet::Unstore(const std::string& name) {
+  if (!getenv("NOTIFY_SOCKET")) return;
+  std::string state = "FDSTOREREMOVE=1\nFDNAME=" + StoreName(name);
+  (void)sd_notify(/*unset_environment=*/0, state.c_str());
+}
+
 Status ListenerSet::TakeActivated() {
   auto activated = TakeActivatedListeners();
   if (!activated) return activated.error();
-  activated_ = !activated->empty();
+  const std::string stored = std::string("activated:") + kStoredPrefix;
   for (Listener& l : *activated) {
+    if (l.name().starts_with(stored)) {
+      // Ours, from before a restart: keyed by the address it is bound to.
+      std::string address = l.Describe();
+      stored_.emplace(address, l.TakeForChild());
+      continue;
+    }
     Log(LogLevel::kInfo, "using socket-activated listener " + l.name());
     std::string name = l.name();
     listeners_.emplace(name, std::move(l));
   }
+  activated_ = !listeners_.empty();
   return OkStatus();
 }
 
@@ -193,12 +226,21 @@ Status ListenerSet::Open(const Config& config, const std::string& config_path) {
   if (!owner) return Err() << "unix socket owner: " << owner.error().ToString();
   std::vector<std::string> added;
   auto roll_back = [&](Error e) {
-    for (const std::string& n : added) listeners_.erase(n);
+    for (const std::string& n : added) Close(n);
     return e;
   };
   for (const ListenAddress& a : config.listen) {
     std::string name = a.ToString();
     if (listeners_.count(name)) continue;  // kept; new settings apply when the reload commits
+    if (auto kept = stored_.find(name); kept != stored_.end()) {
+      std::string owned = a.kind == ListenAddress::Kind::kUnix ? a.path : std::string();
+      Listener l(name, std::move(kept->second), owned);
+      stored_.erase(kept);
+      (void)SetBacklog(l.fd(), config.backlog);
+      Log(LogLevel::kInfo, "listening on " + l.Describe() + " (the socket systemd kept across the restart)");
+      listeners_.emplace(name, std::move(l));
+      continue;
+    }
     auto bound = BindListener(a, config.backlog, config.socket_mode);
     if (!bound) return roll_back(bound.error());
     if (a.kind == ListenAddress::Kind::kUnix && !owner->unchanged() &&
@@ -206,9 +248,16 @@ Status ListenerSet::Open(const Config& config, const std::string& config_path) {
       return roll_back(ErrnoErr() << "chown " << a.path);
     }
     Log(LogLevel::kInfo, "listening on " + bound->Describe());
+    Store(name, bound->fd());
     listeners_.emplace(name, std::move(*bound));
     added.push_back(name);
   }
+  // Stored sockets of addresses no longer configured: closed for good.
+  for (auto& [address, fd] : stored_) {
+    Log(LogLevel::kInfo, "closing " + address + ", kept by systemd but no longer configured");
+    Unstore(address);
+  }
+  stored_.clear();
   return OkStatus();
 }
 
@@ -235,7 +284,10 @@ std::vector<std::string> ListenerSet::Unused(const std::vector<const Config*>& i
   return unused;
 }
 
-void ListenerSet::Close(const std::string& name) { listeners_.erase(name); }
+void ListenerSet::Close(const std::string& name) {
+  listeners_.erase(name);
+  Unstore(name);
+}
 
 void ListenerSet::CloseOwn() {
   if (!activated_) listeners_.clear();

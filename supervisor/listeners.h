@@ -60,7 +60,9 @@ Status SetBacklog(BorrowedFd fd, int backlog);
 // them uses the address.
 class ListenerSet {
  public:
-  // Takes what systemd passed, if anything; logs each socket.
+  // Takes what systemd passed, if anything; logs each socket. Sockets named
+  // kStoredPrefix... are our own from systemd's file descriptor store (below),
+  // not socket activation: Open reuses them for the addresses they are bound to.
   Status TakeActivated();
   // In a re-executed image: the listeners the previous image held, as they
   // were (never closed, never re-bound), and whether they came from systemd.
@@ -84,8 +86,18 @@ class ListenerSet {
 
   std::map<std::string, Listener>& all() { return listeners_; }
 
+  // Under systemd without socket activation, each socket bound is also put in
+  // the service's file descriptor store (FDSTORE=1, with FileDescriptorStoreMax=
+  // in the unit), so that a restart, or a crash and Restart=, gets it back
+  // listening, with its queue, instead of refusing clients while the port is
+  // closed; one closed for good (no longer configured) is taken out again.
+  static constexpr const char* kStoredPrefix = "rot13d-listen-";
+
  private:
+  void Store(const std::string& name, BorrowedFd fd);
+  void Unstore(const std::string& name);
   std::map<std::string, Listener> listeners_;
+  std::map<std::string, UniqueFd> stored_;  // handed back by systemd, until Open takes them
   bool activated_ = false;
 };
 

@@ -91,5 +91,71 @@ TEST_F(ActivationTest, PassedDatagramSocketIsRefused) {
   EXPECT_TRUE(daemon_->Workers().empty());
 }
 
+// Without socket activation, under systemd: each socket rot13d binds goes to
+// the file descriptor store (FDSTORE=1), and one closed for good comes out.
+TEST_F(ActivationTest, BoundListenersGoToSystemdsStore) {
+  NotifySocket notify(dir_.File("notify.sock"));
+  uint16_t second = FreePort();
+  std::string config = WriteConfig("workers = 1\n");
+  config = dir_.Write("rot13d.toml", "listen = [\"" + address() + "\", \"127.0.0.1:" + std::to_string(second) +
+                                         "\"]\nlog_target = \"stderr\"\nuser = \"root\"\nworkers = 1\n");
+  Daemon::Options options;
+  options.extra_env = {"NOTIFY_SOCKET=" + notify.path()};
+  daemon_ = std::make_unique<Daemon>(dir_, config, options);
+  std::vector<NotifySocket::Message> seen;
+  ASSERT_TRUE(notify.WaitFor("READY=1", &seen)) << daemon_->Log();
+  std::vector<std::string> stored;
+  for (const auto& m : seen) {
+    if (!HasLine(m.text, "FDSTORE=1")) continue;
+    EXPECT_EQ(m.listening_sockets.size(), 1u) << m.text;
+    for (const std::string& s : m.listening_sockets) stored.push_back(*LineValue(m.text, "FDNAME") + "=" + s);
+  }
+  std::sort(stored.begin(), stored.end());
+  std::vector<std::string> want = {"rot13d-listen-127.0.0.1_" + std::to_string(port_) + "=" + address(),
+                                   "rot13d-listen-127.0.0.1_" + std::to_string(second) + "=127.0.0.1:" +
+                                       std::to_string(second)};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(stored, want);
+
+  // A reload that drops the second address takes it out of the store.
+  WriteConfig("workers = 1\n");
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(notify.WaitFor("FDSTOREREMOVE=1", &seen)) << daemon_->Log();
+  EXPECT_EQ(LineValue(seen.back().text, "FDNAME"), "rot13d-listen-127.0.0.1_" + std::to_string(second));
+}
+
+// After a restart, systemd passes the stored sockets back (LISTEN_FDNAMES
+// rot13d-listen-...): they are rot13d's own listeners again, not socket
+// activation, and a client queued on one meanwhile is served.
+TEST_F(ActivationTest, StoredListenersComeBackAfterARestart) {
+  uint16_t kept_port = 0, gone_port = 0;
+  Fd kept = LoopbackSocket(SOCK_STREAM, &kept_port);
+  Fd gone = LoopbackSocket(SOCK_STREAM, &gone_port);
+  port_ = kept_port;  // the address the file configures
+  std::string config = WriteConfig("workers = 1\n");
+  // A client that connected while no rot13d ran: queued by the kernel.
+  Client early = Client::Connect(address());
+  ASSERT_TRUE(early.connected()) << early.error();
+  ASSERT_TRUE(early.SendAll("queued"));
+  Daemon::Options options;
+  options.listen_fds = {kept.get(), gone.get()};
+  options.extra_env = {"LISTEN_FDNAMES=rot13d-listen-127.0.0.1_" + std::to_string(kept_port) +
+                       ":rot13d-listen-127.0.0.1_" + std::to_string(gone_port)};
+  daemon_ = std::make_unique<Daemon>(dir_, config, options);
+  ASSERT_TRUE(daemon_->WaitReady()) << daemon_->Log();
+  kept.Reset();
+  gone.Reset();
+  EXPECT_EQ(early.Receive(6), "dhrhrq");
+  EXPECT_TRUE(daemon_->LogContains("listening on " + address() + " (the socket systemd kept across the restart)"))
+      << daemon_->Log();
+  EXPECT_TRUE(daemon_->LogContains("closing 127.0.0.1:" + std::to_string(gone_port) +
+                                   ", kept by systemd but no longer configured"))
+      << daemon_->Log();
+  EXPECT_FALSE(daemon_->LogContains("is ignored")) << "taken for socket activation:\n" << daemon_->Log();
+  EXPECT_FALSE(daemon_->LogContains("socket-activated")) << daemon_->Log();
+  EXPECT_EQ(FreshRoundTrip("Hello"), "Uryyb");
+  EXPECT_FALSE(Client::Connect("127.0.0.1:" + std::to_string(gone_port)).connected());
+}
+
 }  // namespace
 }  // namespace rot13d::blackbox

@@ -577,7 +577,7 @@ std::optional<NotifySocket::Message> NotifySocket::Receive(milliseconds timeout)
   auto deadline = Clock::now() + timeout;
   while (true) {
     char data[4096];
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(8 * sizeof(int))];
     iovec iov{data, sizeof data};
     msghdr msg{};
     msg.msg_iov = &iov;
@@ -593,6 +593,25 @@ std::optional<NotifySocket::Message> NotifySocket::Receive(milliseconds timeout)
           ucred cred{};
           std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
           m.sender = cred.pid;
+        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+          size_t n_fds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+          for (size_t i = 0; i < n_fds; ++i) {
+            int raw = -1;
+            std::memcpy(&raw, CMSG_DATA(c) + i * sizeof(int), sizeof raw);
+            Fd passed(raw);
+            int listening = 0;
+            socklen_t len = sizeof listening;
+            sockaddr_in sin{};
+            socklen_t sin_len = sizeof sin;
+            if (getsockopt(raw, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
+                getsockname(raw, reinterpret_cast<sockaddr*>(&sin), &sin_len) != 0 || sin.sin_family != AF_INET) {
+              m.listening_sockets.push_back("not listening");
+              continue;
+            }
+            char host[INET_ADDRSTRLEN] = {};
+            inet_ntop(AF_INET, &sin.sin_addr, host, sizeof host);
+            m.listening_sockets.push_back(std::string(host) + ":" + std::to_string(ntohs(sin.sin_port)));
+          }
         }
       }
       return m;

@@ -195,6 +195,10 @@ class NotifySocket {
   struct Message {
     std::string text;
     pid_t sender = 0;  // from SCM_CREDENTIALS
+    // Descriptors passed with it (SCM_RIGHTS, as FDSTORE=1 sends them): the
+    // local address of each listening socket ("127.0.0.1:PORT"), or
+    // "not listening"; the descriptors themselves are closed on receipt.
+    std::vector<std::string> listening_sockets;
   };
   std::optional<Message> Receive(milliseconds timeout);
   // Receives until a message contains needle; every message read is appended to seen.
