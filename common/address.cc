@@ -19,7 +19,73 @@ Result<uint16_t> ParsePort(std::string_view text, std::string_view whole) {
   return static_cast<uint16_t>(value);
 }
 
+bool Matches(const uint8_t* network, const uint8_t* address, int prefix) {
+  int whole = prefix / 8;
+  if (std::memcmp(network, address, static_cast<size_t>(whole)) != 0) return false;
+  int rest = prefix % 8;
+  if (rest == 0) return true;
+  auto mask = static_cast<uint8_t>(0xFF << (8 - rest));
+  return (network[whole] & mask) == (address[whole] & mask);
+}
+
 }  // namespace
+
+const char* ProxyProtocolName(ProxyProtocol p) {
+  switch (p) {
+    case ProxyProtocol::kOff: return "off";
+    case ProxyProtocol::kV1: return "v1";
+    case ProxyProtocol::kV2: return "v2";
+    case ProxyProtocol::kAny: return "any";
+  }
+  return "off";
+}
+
+Result<Cidr> ParseCidr(std::string_view text) {
+  Cidr c;
+  size_t slash = text.find('/');
+  std::string host(text.substr(0, slash));
+  if (host.find(':') != std::string::npos) {
+    c.family = AF_INET6;
+    if (inet_pton(AF_INET6, host.c_str(), c.bytes) != 1) return Err() << "invalid IPv6 network \"" << text << "\"";
+  } else if (inet_pton(AF_INET, host.c_str(), c.bytes) != 1) {
+    return Err() << "invalid network \"" << text << "\" (expected ADDRESS/PREFIX, such as 10.0.0.0/8 or fd00::/8)";
+  }
+  const int bits = c.family == AF_INET ? 32 : 128;
+  c.prefix = bits;
+  if (slash != std::string_view::npos) {
+    std::string_view digits = text.substr(slash + 1);
+    int value = -1;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || value < 0 || value > bits) {
+      return Err() << "invalid prefix length in \"" << text << "\" (expected 0.." << bits << ")";
+    }
+    c.prefix = value;
+  }
+  Cidr network = c;
+  for (int bit = c.prefix; bit < bits; ++bit) network.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
+  if (network != c) {
+    return Err() << "\"" << text << "\" has bits set past its prefix (the network is " << network.ToString() << ")";
+  }
+  return c;
+}
+
+std::string Cidr::ToString() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family, bytes, buf, sizeof buf);
+  return std::string(buf) + "/" + std::to_string(prefix);
+}
+
+bool Cidr::Contains(const sockaddr* address) const {
+  if (address->sa_family == AF_INET) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(address);
+    return family == AF_INET && Matches(bytes, reinterpret_cast<const uint8_t*>(&sin->sin_addr), prefix);
+  }
+  if (address->sa_family != AF_INET6) return false;
+  const auto* raw = reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr.s6_addr;
+  if (family == AF_INET6) return Matches(bytes, raw, prefix);
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+  return std::memcmp(raw, kMapped, sizeof kMapped) == 0 && Matches(bytes, raw + 12, prefix);
+}
 
 std::string ListenAddress::ToString() const {
   switch (kind) {

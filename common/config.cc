@@ -33,6 +33,7 @@ const char* ConnectionLogName(ConnectionLog mode) {
 Config Config::Defaults() {
   Config c;
   c.listen.push_back(*ParseListenAddress("0.0.0.0:1067"));
+  c.proxy_trusted = {*ParseCidr("127.0.0.0/8"), *ParseCidr("::1/128")};
   return c;
 }
 

@@ -52,6 +52,11 @@ struct Config {
   // The HTTP admin endpoint (GET /metrics, /status): addresses like listen's; none by default.
   std::vector<ListenAddress> admin_listen;
   ConnectionLog connection_log = ConnectionLog::kOff;
+  // Sources allowed to send a PROXY header on a listener that expects one
+  // (unix sockets always are); Defaults() sets loopback.
+  std::vector<Cidr> proxy_trusted;
+  // How long a connection on such a listener may take to send its header.
+  std::chrono::milliseconds proxy_header_timeout{std::chrono::seconds(5)};
 
   static Config Defaults();
 };

@@ -22,8 +22,9 @@ constexpr ConnectionLog kConnectionLogs[] = {ConnectionLog::kOff, ConnectionLog:
 // The table. A new key is one row here (and its field in Config); the docs
 // test then asks for it in README.md, rot13d.toml(5) and etc/rot13d.toml.
 constexpr ConfigKey kKeys[] = {
-    {"listen", ListenKind{&Config::listen, &Config::listen_set},
-     "addresses to listen on (IPv4:PORT, [IPv6]:PORT, unix:/PATH); ignored under socket activation"},
+    {"listen", ListenKind{&Config::listen, &Config::listen_set, /*empty_ok=*/false, /*proxy_ok=*/true},
+     "addresses to listen on (IPv4:PORT, [IPv6]:PORT, unix:/PATH), or { address = ..., proxy_protocol = \"v1\", "
+     "\"v2\" or \"any\" }; ignored under socket activation"},
     {"backlog", IntegerKind<int>{&Config::backlog, 1, 65535}, "queue length of each listening socket"},
     {"workers", IntegerOrAutoKind{&Config::workers, 1, kMaxWorkers},
      "worker processes; \"auto\" = the CPUs this process may run on"},
@@ -54,7 +55,14 @@ constexpr ConfigKey kKeys[] = {
      "addresses of the HTTP admin endpoint (/metrics, /status); [] = none"},
     {"connection_log", EnumKind<ConnectionLog>{&Config::connection_log, "setting", kConnectionLogs, ConnectionLogName},
      "a log line per closed connection: none, those ended by a reset or an error, or all"},
+    {"proxy_trusted", CidrListKind{&Config::proxy_trusted},
+     "networks allowed to send a PROXY header (unix sockets always are)"},
+    {"proxy_header_timeout", SecondsKind{&Config::proxy_header_timeout, 3600, /*min_seconds=*/3},
+     "how long a connection on a PROXY listener may take to send its header"},
 };
+
+constexpr ProxyProtocol kProxyProtocols[] = {ProxyProtocol::kOff, ProxyProtocol::kV1, ProxyProtocol::kV2,
+                                             ProxyProtocol::kAny};
 
 // ---- Reading values: the checks the kinds share --------------------------------
 
@@ -131,9 +139,9 @@ void Apply(const SecondsKind& k, std::string_view key, const toml::node& v, Conf
     errors.Fail(v.source(), Quote(key) + ": expected a number of seconds or a duration, got " + TypeName(v));
     return;
   }
-  if (!std::isfinite(s) || s < 0 || s > static_cast<double>(k.max_seconds)) {
+  if (!std::isfinite(s) || s < static_cast<double>(k.min_seconds) || s > static_cast<double>(k.max_seconds)) {
     std::ostringstream m;
-    m << Quote(key) << ": " << s << " seconds is out of range (0.." << k.max_seconds << ")";
+    m << Quote(key) << ": " << s << " seconds is out of range (" << k.min_seconds << ".." << k.max_seconds << ")";
     errors.Fail(v.source(), m.str());
     return;
   }
@@ -194,23 +202,71 @@ void Apply(const NameKind& k, std::string_view key, const toml::node& v, Config&
   if (k.named) c.*k.named = true;
 }
 
+// The text of a listen item and its PROXY setting: a string, or (where
+// allowed) an inline table { address = "...", proxy_protocol = "..." }.
+std::optional<std::string> ListenItemText(std::string_view key, const toml::node& item, bool proxy_ok,
+                                          ProxyProtocol* proxy, ConfigErrors& errors) {
+  const toml::table* table = item.as_table();
+  if (!table) {
+    if (!item.is_string()) {
+      errors.Fail(item.source(), Quote(key) + ": expected an address string" +
+                                     (proxy_ok ? " or a table { address = ..., proxy_protocol = ... }" : "") +
+                                     ", got " + TypeName(item));
+      return std::nullopt;
+    }
+    return *item.value<std::string>();
+  }
+  if (!proxy_ok) {
+    errors.Fail(item.source(), Quote(key) + ": expected an address string, got " + TypeName(item));
+    return std::nullopt;
+  }
+  std::optional<std::string> text;
+  bool ok = true;
+  for (auto&& [name, value] : *table) {
+    if (name.str() == "address") {
+      text = String(std::string(key) + ".address", value, errors);
+      ok = ok && text.has_value();
+    } else if (name.str() == "proxy_protocol") {
+      EnumKind<ProxyProtocol> kind{nullptr, "setting", kProxyProtocols, ProxyProtocolName};
+      auto s = String(std::string(key) + ".proxy_protocol", value, errors);
+      auto found = std::find_if(std::begin(kProxyProtocols), std::end(kProxyProtocols),
+                                [&](ProxyProtocol p) { return s && *s == ProxyProtocolName(p); });
+      if (s && found == std::end(kProxyProtocols)) {
+        errors.Fail(value.source(), Quote(std::string(key) + ".proxy_protocol") + ": unknown setting \"" + *s + "\" (" +
+                                        Choices(kind) + ")");
+      }
+      if (found == std::end(kProxyProtocols)) ok = false; else *proxy = *found;
+    } else {
+      errors.Fail(name.source(), Quote(key) + ": unknown key '" + std::string(name.str()) +
+                                     "' in a listen table (address, proxy_protocol)");
+      ok = false;
+    }
+  }
+  if (!text && ok) errors.Fail(item.source(), Quote(key) + ": a listen table needs an address");
+  if (!ok) return std::nullopt;
+  return text;
+}
+
 // One item of a listen array, unless it is not an address to listen on or
 // is one of `earlier`.
-std::optional<ListenAddress> ListenItem(std::string_view key, const toml::node& item,
+std::optional<ListenAddress> ListenItem(std::string_view key, const toml::node& item, bool proxy_ok,
                                         const std::vector<ListenAddress>& earlier, ConfigErrors& errors) {
-  auto text = String(key, item, errors);
+  ProxyProtocol proxy = ProxyProtocol::kOff;
+  auto text = ListenItemText(key, item, proxy_ok, &proxy, errors);
   if (!text) return std::nullopt;
   auto address = ParseListenAddress(*text);
   if (!address) {
     errors.Fail(item.source(), Quote(key) + ": " + address.error().message());
     return std::nullopt;
   }
+  address->proxy_protocol = proxy;
   if (address->kind != ListenAddress::Kind::kUnix && address->port == 0) {
     errors.Fail(item.source(), Quote(key) + ": port 0 in " + address->ToString() +
                                    " would bind a random port; name the port to listen on");
     return std::nullopt;
   }
-  if (std::find(earlier.begin(), earlier.end(), *address) != earlier.end()) {
+  if (std::any_of(earlier.begin(), earlier.end(),
+                  [&](const ListenAddress& e) { return e.ToString() == address->ToString(); })) {
     errors.Fail(item.source(), Quote(key) + ": " + address->ToString() + " is listed twice");
     return std::nullopt;
   }
@@ -231,8 +287,28 @@ void Apply(const ListenKind& k, std::string_view key, const toml::node& v, Confi
   addresses.clear();
   if (k.named) c.*k.named = true;
   for (const toml::node& item : *array) {
-    if (auto address = ListenItem(key, item, addresses, errors)) addresses.push_back(*address);
+    if (auto address = ListenItem(key, item, k.proxy_ok, addresses, errors)) addresses.push_back(*address);
   }
+}
+
+void Apply(const CidrListKind& k, std::string_view key, const toml::node& v, Config& c, ConfigErrors& errors) {
+  const toml::array* array = v.as_array();
+  if (!array) {
+    errors.Fail(v.source(), Quote(key) + ": expected an array of networks such as [\"10.0.0.0/8\"], got " + TypeName(v));
+    return;
+  }
+  std::vector<Cidr> networks;
+  for (const toml::node& item : *array) {
+    auto text = String(key, item, errors);
+    if (!text) continue;
+    auto network = ParseCidr(*text);
+    if (!network) {
+      errors.Fail(item.source(), Quote(key) + ": " + network.error().message());
+      continue;
+    }
+    networks.push_back(*network);
+  }
+  c.*k.field = std::move(networks);
 }
 
 // ---- Print: one per kind, the value as TOML ------------------------------------
@@ -297,7 +373,21 @@ std::string Print(const ListenKind& k, const Config& c) {
   std::string out = "[";
   for (const ListenAddress& address : c.*k.field) {
     if (out.size() > 1) out += ", ";
-    out += Quoted(address.ToString());
+    if (address.proxy_protocol == ProxyProtocol::kOff) {
+      out += Quoted(address.ToString());
+    } else {
+      out += "{ address = " + Quoted(address.ToString()) +
+             ", proxy_protocol = " + Quoted(ProxyProtocolName(address.proxy_protocol)) + " }";
+    }
+  }
+  return out + "]";
+}
+
+std::string Print(const CidrListKind& k, const Config& c) {
+  std::string out = "[";
+  for (const Cidr& network : c.*k.field) {
+    if (out.size() > 1) out += ", ";
+    out += Quoted(network.ToString());
   }
   return out + "]";
 }

@@ -52,10 +52,11 @@ struct IntegerOrAutoKind {
   int64_t hi;
 };
 
-// Seconds, integer or fractional, within [0, max_seconds], to the millisecond.
+// Seconds, integer or fractional, within [min_seconds, max_seconds], to the millisecond.
 struct SecondsKind {
   std::chrono::milliseconds Config::*field;
   int64_t max_seconds;
+  int64_t min_seconds = 0;
 };
 
 // One of a few names, each standing for a value of E.
@@ -84,11 +85,18 @@ struct ListenKind {
   std::vector<ListenAddress> Config::*field;
   bool Config::*named = nullptr;  // if set, records that the file named the key
   bool empty_ok = false;          // [] is allowed (and means none)
+  // An item may also be an inline table { address = "...", proxy_protocol = "v2" }.
+  bool proxy_ok = false;
+};
+
+// An array of networks in CIDR notation.
+struct CidrListKind {
+  std::vector<Cidr> Config::*field;
 };
 
 using ConfigKind = std::variant<IntegerKind<int>, IntegerKind<size_t>, IntegerOrAutoKind, SecondsKind,
                                 EnumKind<LogLevel>, EnumKind<LogTarget>, OctalModeKind, NameKind, ListenKind,
-                                EnumKind<ConnectionLog>>;
+                                EnumKind<ConnectionLog>, CidrListKind>;
 
 // One key of the file. Its default is the initializer of its Config field
 // (Config::Defaults() for listen), which FormatConfigValue prints.

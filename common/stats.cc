@@ -20,6 +20,17 @@ const char* CloseReasonName(CloseReason reason) {
   return "error";
 }
 
+const char* ProxyFailureName(ProxyFailure failure) {
+  switch (failure) {
+    case ProxyFailure::kUntrusted: return "untrusted";
+    case ProxyFailure::kMalformed: return "malformed";
+    case ProxyFailure::kChecksum: return "checksum";
+    case ProxyFailure::kTimeout: return "timeout";
+    case ProxyFailure::kTruncated: return "truncated";
+  }
+  return "malformed";
+}
+
 size_t DurationBucket(uint64_t micros) {
   size_t i = 0;
   while (i < std::size(kDurationBounds) && static_cast<double>(micros) > kDurationBounds[i] * 1e6) ++i;
@@ -34,6 +45,7 @@ void WorkerStats::Reset() {
   for (auto* c : {&connections_total, &bytes_received, &bytes_sent, &accept_errors, &duration_sum_us}) c->store(0);
   for (auto& c : closed) c.store(0);
   for (auto& c : duration_buckets) c.store(0);
+  for (auto& c : proxy_errors) c.store(0);
 }
 
 void CounterTotals::Add(const WorkerStats& s) {
@@ -45,6 +57,7 @@ void CounterTotals::Add(const WorkerStats& s) {
   for (size_t i = 0; i < kCloseReasons; ++i) closed[i] += get(s.closed[i]);
   for (size_t i = 0; i < kDurationBuckets; ++i) duration_buckets[i] += get(s.duration_buckets[i]);
   duration_sum_us += get(s.duration_sum_us);
+  for (size_t i = 0; i < kProxyFailures; ++i) proxy_errors[i] += get(s.proxy_errors[i]);
 }
 
 void CounterTotals::Add(const CounterTotals& t) {
@@ -55,6 +68,7 @@ void CounterTotals::Add(const CounterTotals& t) {
   for (size_t i = 0; i < kCloseReasons; ++i) closed[i] += t.closed[i];
   for (size_t i = 0; i < kDurationBuckets; ++i) duration_buckets[i] += t.duration_buckets[i];
   duration_sum_us += t.duration_sum_us;
+  for (size_t i = 0; i < kProxyFailures; ++i) proxy_errors[i] += t.proxy_errors[i];
 }
 
 Result<WorkerStats*> StatsTable::Map(BorrowedFd fd, size_t slots) {

@@ -27,6 +27,18 @@ inline constexpr size_t kCloseReasons = 5;
 // "client_eof", "idle_timeout", "reset", "shutdown", "error": metric labels and log fields.
 const char* CloseReasonName(CloseReason reason);
 
+// Why a connection on a PROXY listener was closed before its header was complete.
+enum class ProxyFailure : uint8_t {
+  kUntrusted,  // from a source outside proxy_trusted: closed at accept
+  kMalformed,  // not a header this listener takes
+  kChecksum,   // a v2 header whose CRC32C did not match
+  kTimeout,    // no complete header within proxy_header_timeout
+  kTruncated,  // the client closed or reset it before the header's end
+};
+inline constexpr size_t kProxyFailures = 5;
+// "untrusted", "malformed", "checksum", "timeout", "truncated": metric labels.
+const char* ProxyFailureName(ProxyFailure failure);
+
 // Upper bounds (seconds) of the connection-duration histogram's buckets; a
 // last one, +Inf, follows.
 inline constexpr double kDurationBounds[] = {0.001, 0.01, 0.1, 1, 10, 60, 600, 3600};
@@ -53,6 +65,7 @@ struct alignas(64) WorkerStats {
   std::atomic<uint64_t> closed[kCloseReasons]{};
   std::atomic<uint64_t> duration_buckets[kDurationBuckets]{};
   std::atomic<uint64_t> duration_sum_us{0};
+  std::atomic<uint64_t> proxy_errors[kProxyFailures]{};
 
   void SetPhase(WorkerPhase p) { phase.store(static_cast<uint32_t>(p), std::memory_order_release); }
   WorkerPhase Phase() const { return static_cast<WorkerPhase>(phase.load(std::memory_order_acquire)); }
@@ -71,6 +84,7 @@ struct CounterTotals {
   uint64_t closed[kCloseReasons] = {};
   uint64_t duration_buckets[kDurationBuckets] = {};
   uint64_t duration_sum_us = 0;
+  uint64_t proxy_errors[kProxyFailures] = {};
 
   void Add(const WorkerStats& s);
   void Add(const CounterTotals& t);

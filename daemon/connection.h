@@ -43,6 +43,14 @@ class ConnectionEngine {
   static constexpr int kReadsPerEvent = 16;
   template <typename Io>
   Step OnReadable(Io& io, std::span<uint8_t> scratch, uint64_t* bytes_done, uint64_t* bytes_read = nullptr);
+  // Answers bytes the caller read itself (those that followed a PROXY
+  // header in its read), as if the engine had read them: transforms `data`
+  // in place and sends it, keeping what the socket would not take.
+  template <typename Io>
+  Step OnData(Io& io, std::span<uint8_t> data, uint64_t* bytes_done) {
+    Rot13InPlace(data.data(), data.size());
+    return Answer(io, data, bytes_done);
+  }
   // Handles writability: flushes pending bytes.
   template <typename Io>
   Step OnWritable(Io& io, uint64_t* bytes_done);

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdio>
+#include <vector>
 
 #include "common/address.h"
 
@@ -52,8 +53,30 @@ std::string Describe(const sockaddr_storage& ss, socklen_t len) {
 }  // namespace
 
 std::string ConnectionLogMessage(const ClosedConnection& c) {
-  return "connection from " + c.peer + " to " + c.local + " closed: " + CloseReasonName(c.reason) + " after " +
-         Seconds(c.duration_us) + " s, " + Count(c.bytes_in, "byte") + " in, " + Count(c.bytes_out, "byte") + " out";
+  std::string out = "connection from " + c.peer + " to " + c.local + " closed: " + CloseReasonName(c.reason) +
+                    " after " + Seconds(c.duration_us) + " s, " + Count(c.bytes_in, "byte") + " in, " +
+                    Count(c.bytes_out, "byte") + " out";
+  if (!c.via.empty()) {
+    out += " (via " + c.via;
+    if (!c.unique_id.empty()) out += ", unique id \"" + c.unique_id + "\"";
+    out += ")";
+  }
+  if (!c.proxy_error.empty()) out += "; PROXY header " + c.proxy_error;
+  return out;
+}
+
+std::string EscapedUniqueId(std::string_view id) {
+  std::string out;
+  for (unsigned char ch : id) {
+    if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '"') {
+      out += static_cast<char>(ch);
+    } else {
+      char escape[8];
+      std::snprintf(escape, sizeof escape, "\\x%02x", ch);
+      out += escape;
+    }
+  }
+  return out;
 }
 
 SocketEnds EndsOf(BorrowedFd fd) {
@@ -110,12 +133,20 @@ ConnectionLogger::ConnectionLogger(ConnectionLog mode, LineLimit::Settings limit
     : mode_(mode), limit_(limit), worker_pid_(std::to_string(getpid())) {}
 
 void ConnectionLogger::Closed(BorrowedFd fd, CloseReason reason, uint64_t duration_us, uint64_t bytes_in,
-                              uint64_t bytes_out, Clock::time_point now) {
+                              uint64_t bytes_out, Clock::time_point now, const ProxyContext& proxy) {
   LogLevel level = ConnectionLogLevel(reason);
   if (!limit_.Admit(level, now)) return;  // counted; no address looked up
   SocketEnds ends = EndsOf(fd);
   ClosedConnection c{std::move(ends.peer), std::move(ends.local), reason, duration_us, bytes_in, bytes_out};
-  const std::array<LogField, 7> fields{{
+  if (const ProxyHeader* h = proxy.proxied) {
+    // The header's ends are the connection's as the client saw it; the balancer is the way it came.
+    c.via = std::move(c.peer);
+    c.peer = DescribeSockaddr(reinterpret_cast<const sockaddr*>(&h->source), h->source_len);
+    c.local = DescribeSockaddr(reinterpret_cast<const sockaddr*>(&h->destination), h->destination_len);
+    c.unique_id = EscapedUniqueId(h->unique_id());
+  }
+  if (proxy.note.failure) c.proxy_error = std::string(proxy.note.failure) + ": " + proxy.note.detail;
+  std::vector<LogField> fields{
       {"PEER", c.peer},
       {"LOCAL", c.local},
       {"CLOSE_REASON", CloseReasonName(reason)},
@@ -123,7 +154,10 @@ void ConnectionLogger::Closed(BorrowedFd fd, CloseReason reason, uint64_t durati
       {"BYTES_IN", std::to_string(bytes_in)},
       {"BYTES_OUT", std::to_string(bytes_out)},
       {"WORKER_PID", worker_pid_},
-  }};
+  };
+  if (!c.via.empty()) fields.push_back({"PROXY_VIA", c.via});
+  if (!c.unique_id.empty()) fields.push_back({"UNIQUE_ID", c.unique_id});
+  if (!c.proxy_error.empty()) fields.push_back({"PROXY_ERROR", c.proxy_error});
   Log(level, ConnectionLogMessage(c), fields);
 }
 

@@ -23,6 +23,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/proxy_protocol.h"
 #include "common/stats.h"
 #include "common/unique_fd.h"
 
@@ -36,14 +37,38 @@ struct ClosedConnection {
   uint64_t duration_us = 0;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
+  // On a PROXY listener: the balancer's address when peer and local came
+  // from the header, the header's UNIQUE_ID (escaped), and why a header
+  // failed ("timeout: no complete header within proxy_header_timeout").
+  std::string via{};
+  std::string unique_id{};
+  std::string proxy_error{};
 };
+
+// Why a connection on a PROXY listener was closed before its header was complete.
+struct ProxyNote {
+  const char* failure = nullptr;  // ProxyFailureName; null when none
+  const char* detail = nullptr;
+};
+
+// What the PROXY protocol adds to a connection's line.
+struct ProxyContext {
+  const ProxyHeader* proxied = nullptr;  // the header that named the client
+  ProxyNote note;
+};
+
+// A UNIQUE_ID as text: printable ASCII as it is, other bytes (and \ and ")
+// as \xHH.
+std::string EscapedUniqueId(std::string_view id);
 
 // Whether `mode` logs a connection that ended for `reason`.
 bool ConnectionLogWants(ConnectionLog mode, CloseReason reason);
 // The priority of the line of a connection that ended for `reason`.
 LogLevel ConnectionLogLevel(CloseReason reason);
 // "connection from 127.0.0.1:41234 to 127.0.0.1:1067 closed: client_eof after
-// 0.001234 s, 5 bytes in, 5 bytes out"
+// 0.001234 s, 5 bytes in, 5 bytes out", then " (via 127.0.0.1:50312, unique
+// id \"abc\")" for a proxied one and "; PROXY header timeout: ..." for a failed
+// header.
 std::string ConnectionLogMessage(const ClosedConnection& c);
 
 struct SocketEnds {
@@ -108,7 +133,7 @@ class ConnectionLogger {
   }
   // Logs (or counts) the connection on `fd`, which is still open.
   void Closed(BorrowedFd fd, CloseReason reason, uint64_t duration_us, uint64_t bytes_in, uint64_t bytes_out,
-              Clock::time_point now);
+              Clock::time_point now, const ProxyContext& proxy = {});
   // Every loop turn: the summary line when one is due.
   void Tick(Clock::time_point now) {
     if (mode_ != ConnectionLog::kOff) Summarize(now, false);

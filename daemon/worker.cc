@@ -19,11 +19,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "common/capabilities.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
 #include "common/proctitle.h"
+#include "common/proxy_protocol.h"
 #include "daemon/accept_balance.h"
 #include "daemon/connection.h"
 #include "daemon/connection_log.h"
@@ -73,10 +75,18 @@ struct SocketIo {
   ssize_t Send(const uint8_t* buf, size_t n) { return ::send(fd, buf, n, MSG_NOSIGNAL); }
 };
 
+// Where a connection stands with the PROXY protocol.
+enum class ProxyStage : uint8_t {
+  kNone,      // a plain listener's, or a header that said to use the real endpoints
+  kAwaiting,  // its header is not complete yet: nothing is answered
+  kProxied,   // its header named the client (Worker::proxy_ holds what it said)
+};
+
 struct Connection {
   UniqueFd fd;
   ConnectionEngine engine;
   Interest registered;
+  ProxyStage proxy = ProxyStage::kNone;  // in padding: the size is unchanged
   Clock::time_point last_active;
   Clock::time_point accepted;  // for the connection-duration histogram
   // Intrusive list in order of last activity, oldest first, for the idle sweep.
@@ -90,6 +100,39 @@ struct Connection {
 // 88 bytes: the same 96-byte malloc chunk as the 80 it took before bytes_in,
 // so an idle connection costs no more.
 static_assert(sizeof(Connection) <= 88, "keep an idle connection in glibc's 96-byte malloc chunk");
+
+// An intrusive list of connections, oldest first.
+struct ConnectionList {
+  Connection* oldest = nullptr;
+  Connection* newest = nullptr;
+
+  void Append(Connection* c) {
+    c->prev = newest;
+    c->next = nullptr;
+    if (newest) newest->next = c; else oldest = c;
+    newest = c;
+  }
+  void Remove(Connection* c) {
+    if (c->prev) c->prev->next = c->next; else oldest = c->next;
+    if (c->next) c->next->prev = c->prev; else newest = c->prev;
+    c->prev = c->next = nullptr;
+  }
+};
+
+// The PROXY side of a connection on a PROXY listener, kept apart so that a
+// plain listener's connections cost nothing more.
+struct ProxyState {
+  std::unique_ptr<ProxyHeaderParser> parser;  // until the header is complete
+  std::unique_ptr<ProxyHeader> header;        // then, if it named the client
+};
+
+ProxyVersions VersionsOf(ProxyProtocol p) {
+  switch (p) {
+    case ProxyProtocol::kV1: return ProxyVersions::kV1;
+    case ProxyProtocol::kV2: return ProxyVersions::kV2;
+    default: return ProxyVersions::kAny;
+  }
+}
 
 class Worker {
  public:
@@ -113,13 +156,20 @@ class Worker {
   void Accept(size_t index, bool balanced = true);
   void RescueBacklog();
   void ReportExhaustion(int error);
-  void AddConnection(UniqueFd fd, bool tcp);
+  void AddConnection(UniqueFd fd, bool tcp, ProxyProtocol proxy);
   void OnConnectionEvent(Connection* c, uint32_t events);
+  // PROXY listeners: the header before anything else.
+  bool Trusted(const sockaddr_storage& peer) const;
+  void OnHeaderEvent(Connection* c);
+  void HeaderDone(Connection* c, std::span<uint8_t> rest);
+  void FailHeader(Connection* c, ProxyFailure failure, const char* detail);
+  void SweepHeaders(Clock::time_point now);
   // `undelivered`: bytes read and not sent; between events, what is pending.
-  void CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered);
+  // `note`: why its PROXY header failed, for the connection log.
+  void CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered, ProxyNote note = {});
   void CloseConnection(Connection* c, CloseReason reason) { CloseConnection(c, reason, c->engine.pending_size()); }
   void Touch(Connection* c);
-  void Unlink(Connection* c);
+  ConnectionList& ListOf(const Connection* c) { return c->proxy == ProxyStage::kAwaiting ? awaiting_ : active_; }
   bool UpdateInterest(Connection* c);
   Status SetAccepting(bool on);
   void StopAccepting() { (void)SetAccepting(false); }  // stopping cannot fail
@@ -138,8 +188,9 @@ class Worker {
   UniqueFd epoll_;
   UniqueFd signals_;
   std::vector<std::unique_ptr<Connection>> by_fd_;
-  Connection* oldest_ = nullptr;
-  Connection* newest_ = nullptr;
+  ConnectionList active_;    // by last activity: the idle sweep
+  ConnectionList awaiting_;  // PROXY headers not complete, by accept time: their timeout
+  std::unordered_map<int, ProxyState> proxy_;  // by fd: connections of PROXY listeners
   int open_ = 0;
   bool accepting_ = false;  // listeners registered in epoll
   bool balance_held_ = false;  // not accepting only because siblings have fewer connections
@@ -147,6 +198,7 @@ class Worker {
   uint64_t listener_key_ = 0;
   AcceptBalance balance_{p_.stats, p_.all_stats, p_.all_stats_count};
   std::vector<bool> listener_is_tcp_;  // per listener: its connections get TCP_NODELAY
+  std::vector<ProxyProtocol> listener_proxy_;  // per listener
   // Taken once per loop turn, after epoll_wait: the time of every event in it.
   Clock::time_point now_{};
   bool draining_ = false;
@@ -175,6 +227,8 @@ int Worker::Boot() {
   if (Status s = OpenLoop(); !s) return BootFailed(s.error());
   listener_key_ = ListenerKey(p_.listeners);
   for (const UniqueFd& l : p_.listeners) listener_is_tcp_.push_back(IsTcp(l.borrow()));
+  listener_proxy_ = p_.listener_proxy;
+  listener_proxy_.resize(p_.listeners.size(), ProxyProtocol::kOff);
   p_.stats->listener_key.store(listener_key_, std::memory_order_relaxed);
   now_ = Clock::now();
   if (Status s = SetAccepting(true); !s) return BootFailed(s.error());
@@ -310,9 +364,20 @@ void Worker::Accept(size_t index, bool balanced) {
       }
       return;
     }
-    int fd = accept4(p_.listeners[index].get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const ProxyProtocol proxy = listener_proxy_[index];
+    // Only a PROXY listener needs the peer now: to check it may send a header.
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof peer;
+    bool want_peer = proxy != ProxyProtocol::kOff;
+    int fd = accept4(p_.listeners[index].get(), want_peer ? reinterpret_cast<sockaddr*>(&peer) : nullptr,
+                     want_peer ? &peer_len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      AddConnection(UniqueFd(fd), listener_is_tcp_[index]);
+      UniqueFd owned(fd);
+      if (want_peer && !Trusted(peer)) {
+        Bump(p_.stats->proxy_errors[static_cast<size_t>(ProxyFailure::kUntrusted)], uint64_t{1});
+        continue;  // closed unanswered: not a connection we serve
+      }
+      AddConnection(std::move(owned), listener_is_tcp_[index], proxy);
       continue;
     }
     if (errno != EAGAIN && errno != EINTR) Bump(p_.stats->accept_errors, uint64_t{1});
@@ -366,7 +431,13 @@ void Worker::ReportExhaustion(int error) {
   exhaustion_count_ = 0;
 }
 
-void Worker::AddConnection(UniqueFd fd, bool tcp) {
+bool Worker::Trusted(const sockaddr_storage& peer) const {
+  if (peer.ss_family == AF_UNIX) return true;  // the socket file's mode decides who connects
+  const auto* sa = reinterpret_cast<const sockaddr*>(&peer);
+  return std::any_of(p_.proxy_trusted.begin(), p_.proxy_trusted.end(), [&](const Cidr& n) { return n.Contains(sa); });
+}
+
+void Worker::AddConnection(UniqueFd fd, bool tcp, ProxyProtocol proxy) {
   // A reply that leaves in more than one send() (larger than buffer_size, or
   // a request that came in pieces) must not wait for the client's delayed
   // ACK of the first part: Nagle would hold the tail back 40 ms.
@@ -392,36 +463,33 @@ void Worker::AddConnection(UniqueFd fd, bool tcp) {
   p_.stats->open_connections.store(static_cast<uint32_t>(open_), std::memory_order_relaxed);
   Bump(p_.stats->connections_total, uint64_t{1});
   conn->last_active = conn->accepted = now_;
-  conn->prev = newest_;
-  if (newest_) newest_->next = conn; else oldest_ = conn;
-  newest_ = conn;
-}
-
-void Worker::Unlink(Connection* c) {
-  if (c->prev) c->prev->next = c->next; else oldest_ = c->next;
-  if (c->next) c->next->prev = c->prev; else newest_ = c->prev;
-  c->prev = c->next = nullptr;
+  if (proxy != ProxyProtocol::kOff) {
+    conn->proxy = ProxyStage::kAwaiting;
+    proxy_[raw_fd].parser = std::make_unique<ProxyHeaderParser>(VersionsOf(proxy));
+  }
+  ListOf(conn).Append(conn);
 }
 
 void Worker::Touch(Connection* c) {
   c->last_active = now_;
-  if (newest_ == c) return;
-  Unlink(c);
-  c->prev = newest_;
-  if (newest_) newest_->next = c; else oldest_ = c;
-  newest_ = c;
+  if (active_.newest == c) return;
+  active_.Remove(c);
+  active_.Append(c);
 }
 
-void Worker::CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered) {
+void Worker::CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered, ProxyNote note) {
   auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now_ - c->accepted).count());
   Bump(p_.stats->duration_buckets[DurationBucket(micros)], uint64_t{1});
   Bump(p_.stats->duration_sum_us, micros);
   Bump(p_.stats->closed[static_cast<size_t>(reason)], uint64_t{1});  // last: whoever sees the close sees its duration
-  if (connection_log_.Wants(reason)) {
-    connection_log_.Closed(c->fd.borrow(), reason, micros, c->bytes_in, c->bytes_in - undelivered, now_);
-  }
-  Unlink(c);
   int fd = c->fd.get();
+  if (connection_log_.Wants(reason)) {
+    const ProxyHeader* proxied = c->proxy == ProxyStage::kProxied ? proxy_[fd].header.get() : nullptr;
+    connection_log_.Closed(c->fd.borrow(), reason, micros, c->bytes_in, c->bytes_in - undelivered, now_,
+                           {proxied, note});
+  }
+  ListOf(c).Remove(c);
+  if (c->proxy != ProxyStage::kNone) proxy_.erase(fd);
   by_fd_[static_cast<size_t>(fd)].reset();  // closing removes it from epoll
   --open_;
   p_.stats->open_connections.store(static_cast<uint32_t>(open_), std::memory_order_relaxed);
@@ -440,6 +508,10 @@ bool Worker::UpdateInterest(Connection* c) {
 }
 
 void Worker::OnConnectionEvent(Connection* c, uint32_t events) {
+  if (c->proxy == ProxyStage::kAwaiting) {
+    OnHeaderEvent(c);  // a hang-up or an error shows as recv's EOF or failure
+    return;
+  }
   SocketIo io{c->fd.get()};
   uint64_t sent = 0, received = 0;
   // Before the event every byte read was sent or is pending; a failed send
@@ -467,6 +539,71 @@ void Worker::OnConnectionEvent(Connection* c, uint32_t events) {
                     pending_before + received - sent);
   } else if (!UpdateInterest(c)) {
     CloseConnection(c, CloseReason::kError);
+  }
+}
+
+// Reads what has come of the header; what follows it in the same read is
+// the client's first data, answered at once.
+void Worker::OnHeaderEvent(Connection* c) {
+  ProxyHeaderParser& parser = *proxy_[c->fd.get()].parser;
+  for (int reads = 0; reads < ConnectionEngine::kReadsPerEvent; ++reads) {
+    ssize_t n = ::recv(c->fd.get(), scratch_.get(), p_.buffer_size, 0);
+    if (n == 0) return FailHeader(c, ProxyFailure::kTruncated, "closed by the client before the header's end");
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      return FailHeader(c, ProxyFailure::kTruncated, "reset by the client before the header's end");
+    }
+    auto got = static_cast<size_t>(n);
+    auto progress = parser.Feed({scratch_.get(), got});
+    switch (progress.state) {
+      case ProxyHeaderParser::State::kError:
+        return FailHeader(c, parser.checksum_mismatch() ? ProxyFailure::kChecksum : ProxyFailure::kMalformed,
+                          parser.error());
+      case ProxyHeaderParser::State::kDone:
+        return HeaderDone(c, {scratch_.get() + progress.consumed, got - progress.consumed});
+      case ProxyHeaderParser::State::kNeedMore:
+        if (got < p_.buffer_size) return;  // the socket is empty for now
+        break;
+    }
+  }
+}
+
+void Worker::HeaderDone(Connection* c, std::span<uint8_t> rest) {
+  const int fd = c->fd.get();
+  auto it = proxy_.find(fd);
+  awaiting_.Remove(c);
+  if (it->second.parser->header().kind == ProxyHeader::Kind::kProxied) {
+    it->second.header = std::make_unique<ProxyHeader>(it->second.parser->header());
+    it->second.parser.reset();
+    c->proxy = ProxyStage::kProxied;
+  } else {
+    proxy_.erase(it);  // LOCAL or UNKNOWN: the real endpoints stand
+    c->proxy = ProxyStage::kNone;
+  }
+  c->last_active = now_;
+  active_.Append(c);
+  if (!rest.empty()) {
+    SocketIo io{fd};
+    uint64_t sent = 0;
+    Step step = c->engine.OnData(io, rest, &sent);
+    Bump(p_.stats->bytes_received, uint64_t{rest.size()});
+    if (sent > 0) Bump(p_.stats->bytes_sent, sent);
+    c->bytes_in += rest.size();
+    if (step == Step::kClose) return CloseConnection(c, c->engine.close_reason(), rest.size() - sent);
+  }
+  if (!UpdateInterest(c)) CloseConnection(c, CloseReason::kError);
+}
+
+// Closed without a byte of answer; counted by why, and told in the
+// connection log (as an error) when that is on.
+void Worker::FailHeader(Connection* c, ProxyFailure failure, const char* detail) {
+  Bump(p_.stats->proxy_errors[static_cast<size_t>(failure)], uint64_t{1});
+  CloseConnection(c, CloseReason::kError, 0, {ProxyFailureName(failure), detail});
+}
+
+void Worker::SweepHeaders(Clock::time_point now) {
+  while (awaiting_.oldest && now - awaiting_.oldest->accepted >= p_.proxy_header_timeout) {
+    FailHeader(awaiting_.oldest, ProxyFailure::kTimeout, "no complete header within proxy_header_timeout");
   }
 }
 
@@ -510,17 +647,21 @@ void Worker::OnSignal() {
 void Worker::CutAtShutdown() {
   if (open_ == 0) return;
   Log(LogLevel::kNotice, "shutdown_timeout reached: closing " + Count(static_cast<unsigned>(open_), "open connection"));
-  while (oldest_) CloseConnection(oldest_, CloseReason::kShutdown);
+  while (active_.oldest) CloseConnection(active_.oldest, CloseReason::kShutdown);
+  while (awaiting_.oldest) CloseConnection(awaiting_.oldest, CloseReason::kShutdown);
 }
 
 void Worker::SweepIdle(Clock::time_point now) {
   if (p_.idle_timeout.count() == 0) return;
-  while (oldest_ && now - oldest_->last_active >= p_.idle_timeout) CloseConnection(oldest_, CloseReason::kIdleTimeout);
+  while (active_.oldest && now - active_.oldest->last_active >= p_.idle_timeout) {
+    CloseConnection(active_.oldest, CloseReason::kIdleTimeout);
+  }
 }
 
 int Worker::NextTimeoutMs(Clock::time_point now) const {
   auto next = now + p_.tick;
-  if (p_.idle_timeout.count() > 0 && oldest_) next = std::min(next, oldest_->last_active + p_.idle_timeout);
+  if (p_.idle_timeout.count() > 0 && active_.oldest) next = std::min(next, active_.oldest->last_active + p_.idle_timeout);
+  if (awaiting_.oldest) next = std::min(next, awaiting_.oldest->accepted + p_.proxy_header_timeout);
   if (!accepting_ && !draining_ && accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
   if (balance_held_) next = std::min(next, now + balance_.recheck());
   if (cut_at_) next = std::min(next, *cut_at_);
@@ -580,6 +721,7 @@ bool Worker::OnEvent(const epoll_event& event) {
 // False when the supervisor is gone (an orphan never serves alone).
 bool Worker::AfterEvents(bool nudged) {
   SweepIdle(now_);
+  SweepHeaders(now_);
   if (cut_at_ && now_ >= *cut_at_) CutAtShutdown();
   connection_log_.Tick(now_);
   ReconsiderAccepting();
@@ -613,6 +755,8 @@ WorkerParams ParamsFor(const Config& config) {
   p.max_connections = config.max_connections;
   p.idle_timeout = config.idle_timeout;
   p.connection_log = config.connection_log;
+  p.proxy_trusted = config.proxy_trusted;
+  p.proxy_header_timeout = config.proxy_header_timeout;
   // Four heartbeats per heartbeat_timeout at least, so an idle worker never looks hung.
   if (config.heartbeat_timeout.count() > 0) p.tick = std::min(p.tick, config.heartbeat_timeout / 4);
   return p;

@@ -19,6 +19,11 @@ namespace rot13d::daemon {
 
 struct WorkerParams {
   std::vector<UniqueFd> listeners;  // this process's copies of the non-blocking listeners
+  // Per listener, in the same order: whether its connections start with a
+  // PROXY protocol header. Shorter (empty): the rest expect none.
+  std::vector<ProxyProtocol> listener_proxy;
+  std::vector<Cidr> proxy_trusted = Config::Defaults().proxy_trusted;
+  std::chrono::milliseconds proxy_header_timeout = Config{}.proxy_header_timeout;
   // The configuration's settings (ParamsFor); until set, its defaults.
   size_t buffer_size = Config{}.buffer_size;
   int max_connections = Config{}.max_connections;

@@ -82,6 +82,11 @@ void RenderConnections(const Snapshot& s, Exposition& e) {
   e.Sample("bytes_sent_total", t.bytes_sent);
   e.Family("accept_errors_total", "counter", "accept(2) failures (descriptors or memory short, aborted handshakes).");
   e.Sample("accept_errors_total", t.accept_errors);
+  e.Family("proxy_protocol_errors_total", "counter",
+           "Connections on PROXY protocol listeners closed unanswered before a complete header, by why.");
+  for (size_t i = 0; i < kProxyFailures; ++i) {
+    e.Sample("proxy_protocol_errors_total", t.proxy_errors[i], "reason", ProxyFailureName(static_cast<ProxyFailure>(i)));
+  }
   e.Family("connection_duration_seconds", "histogram", "How long closed connections were open.");
   uint64_t cumulative = 0;
   for (size_t i = 0; i < kDurationBuckets; ++i) {

@@ -17,7 +17,12 @@ void BecomeWorker(const WorkerLaunch& l) {
   std::vector<std::string> mine = l.listeners.NamesFor(l.config);
   for (auto& [name, listener] : l.listeners.all()) {
     UniqueFd fd = listener.TakeForChild();  // ours to close if not ours to serve
-    if (std::find(mine.begin(), mine.end(), name) != mine.end()) params.listeners.push_back(std::move(fd));
+    if (std::find(mine.begin(), mine.end(), name) == mine.end()) continue;
+    params.listeners.push_back(std::move(fd));
+    // By the configured address; an activated socket has none, so no header.
+    auto entry = std::find_if(l.config.listen.begin(), l.config.listen.end(),
+                              [&](const ListenAddress& a) { return a.ToString() == name; });
+    params.listener_proxy.push_back(entry == l.config.listen.end() ? ProxyProtocol::kOff : entry->proxy_protocol);
   }
   params.stats = &l.own;
   params.all_stats = &l.all.at(0);

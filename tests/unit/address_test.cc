@@ -235,3 +235,54 @@ TEST(DescribeSockaddr, UnknownFamily) {
 
 }  // namespace
 }  // namespace rot13d
+
+namespace rot13d {
+namespace {
+
+sockaddr_storage Sockaddr(int family, const char* host) {
+  sockaddr_storage ss{};
+  ss.ss_family = static_cast<sa_family_t>(family);
+  if (family == AF_INET) inet_pton(AF_INET, host, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr);
+  else inet_pton(AF_INET6, host, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr);
+  return ss;
+}
+
+bool In(const char* network, int family, const char* host) {
+  sockaddr_storage ss = Sockaddr(family, host);
+  return ParseCidr(network)->Contains(reinterpret_cast<const sockaddr*>(&ss));
+}
+
+TEST(Cidr, ParsesAndPrintsCanonically) {
+  EXPECT_EQ(ParseCidr("127.0.0.0/8")->ToString(), "127.0.0.0/8");
+  EXPECT_EQ(ParseCidr("192.0.2.7")->ToString(), "192.0.2.7/32");
+  EXPECT_EQ(ParseCidr("0.0.0.0/0")->ToString(), "0.0.0.0/0");
+  EXPECT_EQ(ParseCidr("2001:DB8:0::/32")->ToString(), "2001:db8::/32");
+  EXPECT_EQ(ParseCidr("::1")->ToString(), "::1/128");
+  for (const char* bad : {"", "/8", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/33", "::/129", "10.0.0.1/8", "10.0.0/8",
+                          "2001:db8::1/32", "host/8", "10.0.0.0/8 ", "10.0.0.0/08x"}) {
+    EXPECT_FALSE(ParseCidr(bad).ok()) << bad;
+  }
+}
+
+TEST(Cidr, Contains) {
+  EXPECT_TRUE(In("127.0.0.0/8", AF_INET, "127.255.0.1"));
+  EXPECT_FALSE(In("127.0.0.0/8", AF_INET, "128.0.0.1"));
+  EXPECT_TRUE(In("10.1.0.0/17", AF_INET, "10.1.127.255"));
+  EXPECT_FALSE(In("10.1.0.0/17", AF_INET, "10.1.128.0"));
+  EXPECT_TRUE(In("0.0.0.0/0", AF_INET, "203.0.113.9"));
+  EXPECT_TRUE(In("::1/128", AF_INET6, "::1"));
+  EXPECT_FALSE(In("::1/128", AF_INET6, "::2"));
+  EXPECT_TRUE(In("2001:db8::/32", AF_INET6, "2001:db8:ffff::1"));
+  EXPECT_FALSE(In("2001:db8::/32", AF_INET6, "2001:db9::1"));
+  // Families do not mix, but for the v4-mapped form of an IPv4 address.
+  EXPECT_FALSE(In("::/0", AF_INET, "127.0.0.1"));
+  EXPECT_FALSE(In("0.0.0.0/0", AF_INET6, "::1"));
+  EXPECT_TRUE(In("127.0.0.0/8", AF_INET6, "::ffff:127.0.0.1"));
+  EXPECT_FALSE(In("127.0.0.0/8", AF_INET6, "::ffff:10.0.0.1"));
+  sockaddr_storage unix_peer{};
+  unix_peer.ss_family = AF_UNIX;
+  EXPECT_FALSE(ParseCidr("0.0.0.0/0")->Contains(reinterpret_cast<const sockaddr*>(&unix_peer)));
+}
+
+}  // namespace
+}  // namespace rot13d

@@ -66,6 +66,8 @@ void ExpectSameConfig(const Config& got, const Config& want) {
   EXPECT_EQ(got.user_set, want.user_set);
   EXPECT_EQ(got.group, want.group);
   EXPECT_EQ(got.connection_log, want.connection_log);
+  EXPECT_EQ(got.proxy_trusted, want.proxy_trusted);
+  EXPECT_EQ(got.proxy_header_timeout.count(), want.proxy_header_timeout.count());
 }
 
 ListenAddress Ipv4(const char* host, uint16_t port) {
@@ -283,7 +285,7 @@ TEST(ParseConfig, WrongTypeIsReportedAtTheValue) {
   EXPECT_EQ(Errors("socket_mode = 660"), Strings{"1:15: 'socket_mode': expected a string, got integer"});
   EXPECT_EQ(Errors("listen = \"0.0.0.0:1\""),
             Strings{"1:10: 'listen': expected an array of addresses, got string"});
-  EXPECT_EQ(Errors("listen = [1067]"), Strings{"1:11: 'listen': expected a string, got integer"});
+  EXPECT_EQ(Errors("listen = [1067]"), Strings{"1:11: 'listen': expected an address string or a table { address = ..., proxy_protocol = ... }, got integer"});
 }
 
 TEST(ParseConfig, WorkersOtherStringThanAuto) {
@@ -530,7 +532,9 @@ TEST(FormatConfig, DefaultsText) {
             "user = \"nobody\"\n"
             "group = \"\"\n"
             "admin_listen = []\n"
-            "connection_log = \"off\"\n");
+            "connection_log = \"off\"\n"
+            "proxy_trusted = [\"127.0.0.0/8\", \"::1/128\"]\n"
+            "proxy_header_timeout = 5\n");
 }
 
 void ExpectRoundTrip(const Config& c) {
@@ -568,6 +572,10 @@ TEST(FormatConfig, RoundTripsEveryKey) {
   c.user = "root";
   c.group = "wheel";
   c.connection_log = ConnectionLog::kAll;
+  c.listen[0].proxy_protocol = ProxyProtocol::kV2;
+  c.listen[2].proxy_protocol = ProxyProtocol::kAny;
+  c.proxy_trusted = {*ParseCidr("10.0.0.0/8"), *ParseCidr("2001:db8::/32"), *ParseCidr("192.0.2.7")};
+  c.proxy_header_timeout = milliseconds(3001);
   ExpectRoundTrip(c);
 
   c.idle_timeout = milliseconds(0);
@@ -577,6 +585,64 @@ TEST(FormatConfig, RoundTripsEveryKey) {
   c.socket_mode = 0;
   c.connection_log = ConnectionLog::kErrors;
   ExpectRoundTrip(c);
+}
+
+// ---- PROXY protocol listeners ------------------------------------------------------
+
+TEST(ParseConfig, ListenTablesNameAProxyProtocol) {
+  Config c = Valid(R"(listen = ["127.0.0.1:1067", { address = "127.0.0.1:1068", proxy_protocol = "v1" },
+                                 { address = "[::1]:1069", proxy_protocol = "v2" },
+                                 { proxy_protocol = "any", address = "unix:/run/p.sock" },
+                                 { address = "127.0.0.1:1070" }])");
+  ASSERT_EQ(c.listen.size(), 5u);
+  EXPECT_EQ(c.listen[0].proxy_protocol, ProxyProtocol::kOff);
+  EXPECT_EQ(c.listen[1].proxy_protocol, ProxyProtocol::kV1);
+  EXPECT_EQ(c.listen[1].ToString(), "127.0.0.1:1068");
+  EXPECT_EQ(c.listen[2].proxy_protocol, ProxyProtocol::kV2);
+  EXPECT_EQ(c.listen[2].ToString(), "[::1]:1069");
+  EXPECT_EQ(c.listen[3].proxy_protocol, ProxyProtocol::kAny);
+  EXPECT_EQ(c.listen[4].proxy_protocol, ProxyProtocol::kOff);
+  EXPECT_EQ(FormatConfig(c).substr(0, FormatConfig(c).find('\n')),
+            R"(listen = ["127.0.0.1:1067", { address = "127.0.0.1:1068", proxy_protocol = "v1" }, )"
+            R"({ address = "[::1]:1069", proxy_protocol = "v2" }, )"
+            R"({ address = "unix:/run/p.sock", proxy_protocol = "any" }, "127.0.0.1:1070"])");
+}
+
+TEST(ParseConfig, ListenTableErrorsArePlaced) {
+  EXPECT_EQ(Errors("listen = [{ address = \"127.0.0.1:1\", proxy_protocol = \"v3\" }]"),
+            Strings{"1:55: 'listen.proxy_protocol': unknown setting \"v3\" (off, v1, v2 or any)"});
+  EXPECT_EQ(Errors("listen = [{ address = \"127.0.0.1:1\", proxy = \"v2\" }]"),
+            Strings{"1:38: 'listen': unknown key 'proxy' in a listen table (address, proxy_protocol)"});
+  EXPECT_EQ(Errors("listen = [{ proxy_protocol = \"v2\" }]"), Strings{"1:11: 'listen': a listen table needs an address"});
+  EXPECT_EQ(Errors("listen = [{ address = 1 }]"), Strings{"1:23: 'listen.address': expected a string, got integer"});
+  EXPECT_EQ(Errors("listen = [{ address = \"127.0.0.1:x\" }]"),
+            Strings{"1:11: 'listen': invalid port in \"127.0.0.1:x\" (expected 0..65535)"});
+  // The same socket twice, whatever its PROXY setting.
+  EXPECT_EQ(Errors("listen = [\"127.0.0.1:1\", { address = \"127.0.0.1:1\", proxy_protocol = \"v2\" }]"),
+            Strings{"1:26: 'listen': 127.0.0.1:1 is listed twice"});
+  // The admin endpoint takes no PROXY header.
+  EXPECT_EQ(Errors("admin_listen = [{ address = \"127.0.0.1:1\" }]"),
+            Strings{"1:17: 'admin_listen': expected an address string, got table"});
+}
+
+TEST(ParseConfig, ProxyTrustedAndTimeout) {
+  Config c = Valid("proxy_trusted = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\", \"::/0\"]\nproxy_header_timeout = 3\n");
+  ASSERT_EQ(c.proxy_trusted.size(), 4u);
+  EXPECT_EQ(c.proxy_trusted[1].ToString(), "192.0.2.7/32");
+  EXPECT_EQ(c.proxy_trusted[3].ToString(), "::/0");
+  EXPECT_EQ(c.proxy_header_timeout, milliseconds(3000));
+  EXPECT_TRUE(Valid("proxy_trusted = []").proxy_trusted.empty());
+  EXPECT_EQ(Errors("proxy_header_timeout = 2.999"),
+            Strings{"1:24: 'proxy_header_timeout': 2.999 seconds is out of range (3..3600)"});
+  EXPECT_EQ(Errors("proxy_header_timeout = 0"), Strings{"1:24: 'proxy_header_timeout': 0 seconds is out of range (3..3600)"});
+  EXPECT_EQ(Errors("proxy_trusted = [\"10.0.0.1/8\", \"10.0.0.0/33\", \"example.com\", 7]"),
+            (Strings{"1:18: 'proxy_trusted': \"10.0.0.1/8\" has bits set past its prefix (the network is 10.0.0.0/8)",
+                     "1:32: 'proxy_trusted': invalid prefix length in \"10.0.0.0/33\" (expected 0..32)",
+                     "1:47: 'proxy_trusted': invalid network \"example.com\" (expected ADDRESS/PREFIX, such as "
+                     "10.0.0.0/8 or fd00::/8)",
+                     "1:62: 'proxy_trusted': expected a string, got integer"}));
+  EXPECT_EQ(Errors("proxy_trusted = \"10.0.0.0/8\""),
+            Strings{"1:17: 'proxy_trusted': expected an array of networks such as [\"10.0.0.0/8\"], got string"});
 }
 
 // --check-config prints the effective configuration; a timeout the parser kept
