@@ -11,6 +11,7 @@
 // v2), its length is the bytes taken, its addresses are of a known family
 // and its UNIQUE_ID at most 128 bytes; an Error says why.
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/un.h>
 
 #include <cstddef>
