@@ -136,7 +136,9 @@ TEST(HandoverTest, NoIdentityAndNoRequestersStayAbsent) {
 // --check-config prints it, and comes back the same.
 TEST(HandoverTest, TheRunningConfigurationSurvivesAsText) {
   ConfigLoad load = ParseConfig(
-      "listen = [\"127.0.0.1:1067\", \"[::1]:1068\", \"unix:/run/x y.sock\"]\n"
+      "listen = [\"127.0.0.1:1067\", \"[::1]:1068\", \"unix:/run/x y.sock\",\n"
+      "          { address = \"127.0.0.2:1069\", proxy_protocol = \"v2\" }]\n"
+      "proxy_trusted = [\"10.0.0.0/8\", \"::1/128\"]\nproxy_header_timeout = 4\n"
       "workers = 3\nbuffer_size = 4096\nidle_timeout = 0.25\nshutdown_timeout = 0\n"
       "log_level = \"debug\"\nsocket_mode = \"0600\"\nheartbeat_timeout = 2.5\n"
       "admin_listen = [\"127.0.0.1:9100\"]\nconnection_log = \"errors\"\nuser = \"root\"\n",
