@@ -3,18 +3,21 @@
 #
 #   tests/e2e/systemd_e2e.sh SOURCE_DIR WORK_DIR
 #
-# Builds the .deb and .rpm from SOURCE_DIR with packaging/build-packages (into
-# WORK_DIR/packages), boots a Debian 12 container with systemd-nspawn from a
-# cached debootstrap tree (built once under /var/cache/rot13d-e2e, copied per
-# run), and checks 12 steps, one line each, then "N passed, M failed".
-# The container shares the host's network, so the service answers on
-# 127.0.0.1:1067, which must be free.
+# Builds the .deb and .rpm from SOURCE_DIR with packaging/build-packages twice:
+# an older one with the tree's version (into WORK_DIR/packages) and a newer one
+# labelled VERSION+e2e1 (into WORK_DIR/packages/newer), for the upgrades. Boots a
+# Debian 12 container with systemd-nspawn from a cached debootstrap tree (built
+# once under /var/cache/rot13d-e2e, copied per run), and checks 18 steps, one
+# line each, then "N passed, M failed". The container shares the host's
+# network, so the service answers on 127.0.0.1:1067, which must be free; the
+# upgrades are loaded from the host by rot13_client.py load.
 #
 # Needs root, debootstrap, systemd-nspawn, nsenter and python3; without them it
 # skips (exit 77), except under CI (CI set), where it fails. Environment:
 #   ROT13D_E2E_CACHE   where the base tree is cached (default /var/cache/rot13d-e2e)
 #   ROT13D_E2E_MIRROR  Debian mirror for debootstrap (default: debootstrap's)
-#   ROT13D_E2E_PACKAGES  a directory with already built packages (skips the build)
+#   ROT13D_E2E_PACKAGES  a directory with already built packages, the newer
+#                        ones in its newer/ (skips the build)
 set -uo pipefail
 
 src=$(cd "${1:?usage: systemd_e2e.sh SOURCE_DIR WORK_DIR}" && pwd)
@@ -67,6 +70,7 @@ machine=rot13d-e2e-$$
 nspawn_pid=""
 ct_pid=""
 bg_pids=()
+stop_files=()  # of the upgrade loads
 # Signals a process only when it is provably the one this run started: bash
 # reaps a background job as soon as it ends, so a bare pid may already be a
 # stranger's. A pidfd names one process; its command line, read after the
@@ -102,7 +106,7 @@ PY
 cleanup() {
   local p
   # The client loops are stopped through their stop files, never by pid.
-  [ -n "$run" ] && touch "$run/stop-loop-4" "$run/stop-loop-7" 2>/dev/null
+  [ -n "$run" ] && touch "$run/stop-loop-4" "$run/stop-loop-7" "${stop_files[@]}" 2>/dev/null
   for p in "${bg_pids[@]}"; do wait "$p" 2>/dev/null; done
   if [ -n "$nspawn_pid" ] && ours 0 "$nspawn_pid" "$machine"; then
     if [ -n "$ct_pid" ]; then
@@ -124,23 +128,36 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 # --- packages ----------------------------------------------------------------
+steps=18
 pkgdir=$work/packages
+# The same tree once more, with a higher version: what an upgrade installs.
+newer_label="$(sed -n 's/^project(rot13d VERSION \([0-9][0-9.]*\).*/\1/p' "$src/CMakeLists.txt")+e2e1"
 if [ -n "${ROT13D_E2E_PACKAGES:-}" ]; then
   pkgdir=$ROT13D_E2E_PACKAGES
-  echo "using the packages in $pkgdir"
+  echo "using the packages in $pkgdir and $pkgdir/newer"
 else
-  echo "building the packages (packaging/build-packages $pkgdir)"
-  if ! "$src/packaging/build-packages" "$pkgdir" > "$work/build-packages.log" 2>&1; then
-    sed 's/^/    /' "$work/build-packages.log" | tail -n 40
-    fail 1 "packaging/build-packages failed (log: $work/build-packages.log)"
-    for n in $(seq 2 12); do fail $n "not run: no packages"; done
-    echo "$passed passed, $failed failed"
-    exit 1
-  fi
+  for build in "older:$pkgdir" "newer:$pkgdir/newer:--version=$newer_label"; do
+    IFS=: read -r which dir opt <<< "$build"
+    echo "building the $which packages (packaging/build-packages ${opt:+$opt }$dir)"
+    if ! "$src/packaging/build-packages" ${opt:+"$opt"} "$dir" > "$work/build-packages-$which.log" 2>&1; then
+      sed 's/^/    /' "$work/build-packages-$which.log" | tail -n 40
+      fail 1 "packaging/build-packages failed (log: $work/build-packages-$which.log)"
+      for n in $(seq 2 $steps); do fail $n "not run: no packages"; done
+      echo "$passed passed, $failed failed"
+      exit 1
+    fi
+  done
 fi
 deb=$(ls "$pkgdir"/rot13d_*.deb 2>/dev/null | head -n 1)
 rpm=$(ls "$pkgdir"/rot13d-[0-9]*.rpm 2>/dev/null | head -n 1)
-echo "packages: $(basename "${deb:-none}") $(basename "${rpm:-none}")"
+newer_deb=$(ls "$pkgdir"/newer/rot13d_*.deb 2>/dev/null | head -n 1)
+newer_rpm=$(ls "$pkgdir"/newer/rot13d-[0-9]*.rpm 2>/dev/null | head -n 1)
+# Their versions, which rot13d --status and the journal must report.
+deb_version() { local v; v=$(dpkg-deb -f "$1" Version 2>/dev/null); printf '%s' "${v%-*}"; }
+older_version=$(deb_version "$deb")
+newer_version=$(deb_version "$newer_deb")
+echo "packages: $(basename "${deb:-none}") $(basename "${rpm:-none}");" \
+     "newer: $(basename "${newer_deb:-none}") $(basename "${newer_rpm:-none}")"
 
 # --- the base tree, once ------------------------------------------------------
 mkdir -p "$cache"
@@ -167,6 +184,8 @@ cp -a "$cache/base" "$root" || { echo "FAIL: cannot copy the base tree"; echo "0
 rm -f "$root/.complete"
 mkdir -p "$root/root/pkgs"
 cp "$deb" "$rpm" "$root/root/pkgs/" 2>/dev/null
+mkdir -p "$root/root/pkgs/newer"
+cp "$newer_deb" "$newer_rpm" "$root/root/pkgs/newer/" 2>/dev/null
 echo "rot13d-e2e" > "$root/etc/hostname"
 
 # --- boot ---------------------------------------------------------------------
@@ -491,17 +510,169 @@ step9() {
   fi
 }
 
-# --- 10: security exposure ----------------------------------------------------
+# --- 10-12, 16-17: upgrades under load ------------------------------------------
+# load_up FILE: the load writing FILE has 1,000 new connections answered and
+# its 100 streams open.
+load_up() {
+  local ok up; [ -e "$1" ] && read -r ok up < "$1" || return 1
+  [ "${ok:-0}" -ge 1000 ] && [ "${up:-0}" -ge 100 ]
+}
+# load_answered FILE N: the load writing FILE has N new connections answered.
+load_answered() { local ok up; [ -e "$1" ] && read -r ok up < "$1" && [ "${ok:-0}" -ge "$2" ]; }
+# field NAME LINE: the value of NAME=VALUE in the load's report line.
+field() { printf ' %s\n' "$2" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+# "VERSION PID" as rot13d --status reports them (the supervisor's admin endpoint).
+running_version() { ct rot13d --status 2>/dev/null | sed -n '1s/^rot13d \([^,]*\), pid \([0-9]*\),.*/\1 \2/p'; }
+
+# under_load TAG CMD...: runs CMD in the container while the host loads the
+# service with rot13_client.py load: 1,100 new connections a second (connect,
+# 64 bytes, half-close, the answer to the end) and 100 long-lived streams
+# (1 KiB every 50 ms each), every byte checked. CMD starts once 1,000
+# connections are answered and the streams are open; the load goes on until
+# 2,000 more are answered after CMD, then the streams half-close and must get
+# every byte back. Connections open while CMD runs are also counted apart
+# (window_*). Sets cmd_out, cmd_rc, cmd_ms (CMD's wall time), load_out (the
+# load's report), load_rc, mp_before, nr_before, mp_after, nr_after and
+# load_cursor (the journal before CMD).
+under_load() {
+  local tag=$1; shift
+  local prog=$run/progress-$tag stop=$run/stop-$tag win=$run/window-$tag pid t0 t1 ok up
+  stop_files+=("$stop")
+  mp_before=$(main_pid); nr_before=$(nrestarts)
+  # Above the container's processes (apt, dpkg, the workers): the clients would
+  # be on other machines, and a load that apt starves measures its own delays.
+  nice -n -10 python3 "$client" load $port --rate 1100 --streams 100 --stop-file "$stop" \
+    --window-file "$win" --progress-file "$prog" --max-seconds 120 > "$run/load-$tag.out" 2>&1 &
+  pid=$!; bg_pids+=("$pid")
+  wait_for 30 load_up "$prog"
+  load_cursor=$(journal_cursor)
+  touch "$win"
+  t0=$(date +%s%N)
+  cmd_out=$(ct "$@" 2>&1); cmd_rc=$?
+  t1=$(date +%s%N)
+  rm -f "$win"
+  cmd_ms=$(( (t1 - t0) / 1000000 ))
+  read -r ok up < "$prog" 2>/dev/null
+  wait_for 30 load_answered "$prog" $(( ${ok:-0} + 2000 ))
+  touch "$stop"; wait "$pid"; load_rc=$?
+  load_out=$(tail -n 1 "$run/load-$tag.out")
+  mp_after=$(main_pid); nr_after=$(nrestarts)
+}
+
+# load_problems: what the load saw that it must not have (empty when clean).
+load_problems() {
+  local k v p=""
+  for k in refused reset timeout cut corrupt other corrupt_bytes stream_failed stream_corrupt_bytes; do
+    v=$(field $k "$load_out"); [ "$v" = 0 ] || p+=" $k=${v:-?};"
+  done
+  v=$(field streams_ok "$load_out"); [ "$v" = 100 ] || p+=" $v of 100 streams complete;"
+  v=$(field rate "$load_out"); v=${v%/s}; [ "${v:-0}" -ge 1000 ] || p+=" ${v:-?} new connections/s < 1000;"
+  v=$(field window_max_wait_ms "$load_out")
+  awk -v w="$v" 'BEGIN { exit !(w != "" && w + 0 <= 100) }' || p+=" longest wait during it ${v:-?} ms > 100 ms;"
+  [ "$load_rc" -eq 0 ] || p+=" load exit $load_rc;"
+  printf '%s' "$p"
+}
+load_figures() {
+  printf 'load: %s new connections at %s, refused %s, reset %s, corrupted bytes %s, longest wait %s ms during (%s ms in the run), %s/100 streams complete (%s bytes checked)' \
+    "$(field cycles "$load_out")" "$(field rate "$load_out")" "$(field refused "$load_out")" \
+    "$(field reset "$load_out")" "$(( $(field corrupt_bytes "$load_out") + $(field stream_corrupt_bytes "$load_out") ))" \
+    "$(field window_max_wait_ms "$load_out")" "$(field max_wait_ms "$load_out")" \
+    "$(field streams_ok "$load_out")" "$(field stream_bytes "$load_out")"
+}
+
+# upgrade STEP WHAT VERSION CMD...: CMD (a package upgrade or downgrade) under
+# load must: exit 0 within 5 s without the postinst's error, refuse, reset or
+# corrupt nothing, keep MainPID and NRestarts, and leave rot13d VERSION running
+# (rot13d --status, and the journal line "rot13d VERSION executed in place").
+upgrade() {
+  local step=$1 what=$2 want=$3; shift 3
+  local p line got
+  under_load "step$step" "$@"
+  p=$(load_problems)
+  [ $cmd_rc -eq 0 ] || p+=" exit $cmd_rc;"
+  ! printf '%s' "$cmd_out" | grep -q 'rot13d: error:' || p+=" the reload failed;"
+  [ $cmd_ms -le 5000 ] || p+=" took $cmd_ms ms > 5 s;"
+  [ "$mp_after" = "$mp_before" ] || p+=" MainPID $mp_before -> $mp_after;"
+  [ "$nr_after" = "$nr_before" ] || p+=" NRestarts $nr_before -> $nr_after;"
+  got=$(running_version)
+  [ "$got" = "$want $mp_before" ] || p+=" rot13d --status: \"$got\", want \"$want $mp_before\";"
+  line=$(ct journalctl --after-cursor "$load_cursor" -u rot13d -o cat --no-pager 2>/dev/null |
+           grep -F "rot13d $want executed in place (pid $mp_before)" | head -n 1)
+  [ -n "$line" ] || p+=" no \"rot13d $want executed in place (pid $mp_before)\" in the journal;"
+  if [ -z "$p" ]; then
+    pass "$step" "$what: exit 0 in $cmd_ms ms; MainPID $mp_before and NRestarts=$nr_before kept; rot13d --status: $want; journal: \"$line\"; $(load_figures)"
+  else
+    printf '%s\n' "$cmd_out" | tail -n 15 | sed 's/^/    /'
+    ct journalctl --after-cursor "$load_cursor" -u rot13d -n 15 --no-pager 2>&1 | sed 's/^/    /'
+    log "load: $load_out"
+    fail "$step" "$what:$p"
+  fi
+}
+
 step10() {
-  needs installed || { fail 10 "not run: the .deb is not installed"; return; }
+  needs 2 || { fail 10 "not run: needs step 2"; return; }
+  [ -n "$newer_deb" ] || { fail 10 "no newer .deb in $pkgdir/newer"; return; }
+  upgrade 10 "apt-get install ./$(basename "$newer_deb") under load" "$newer_version" \
+    apt-get install -y -q "/root/pkgs/newer/$(basename "$newer_deb")"
+}
+
+step11() {
+  needs 2 || { fail 11 "not run: needs step 2"; return; }
+  [ "$(ct dpkg-query -W -f='${Version}' rot13d)" = "$newer_version-1" ] ||
+    { fail 11 "not run: rot13d $newer_version is not installed"; return; }
+  upgrade 11 "apt-get install --allow-downgrades ./$(basename "$deb") under load" "$older_version" \
+    apt-get install -y -q --allow-downgrades "/root/pkgs/$(basename "$deb")"
+}
+
+# --- 12: a newer binary that fails its pre-flight ----------------------------
+step12() {
+  needs 2 || { fail 12 "not run: needs step 2"; return; }
+  local before p errs rc2 out2 after
+  before=$(running_version)
+  # The running image keeps its inode under the new name; in its place, a
+  # binary that fails the supervisor's pre-flight (NEWBIN --upgrade-preflight)
+  # and is the good one for everything else, rot13d --reload included, so that
+  # it is the supervisor that refuses it, not ExecReload= that fails.
+  ct sh -c 'mv /usr/sbin/rot13d /usr/sbin/rot13d.good && cat > /usr/sbin/rot13d && chmod 755 /usr/sbin/rot13d' <<'EOF'
+#!/bin/sh
+for arg do
+  case $arg in --upgrade-preflight*) echo "rot13d: a broken build (the e2e test's)" >&2; exit 1 ;; esac
+done
+exec /usr/sbin/rot13d.good "$@"
+EOF
+  under_load step12 systemctl reload rot13d
+  errs=$(ct journalctl --after-cursor "$load_cursor" -u rot13d -p err -o cat --no-pager 2>/dev/null)
+  after=$(running_version)
+  ct mv -f /usr/sbin/rot13d.good /usr/sbin/rot13d
+  out2=$(ct systemctl reload rot13d 2>&1); rc2=$?
+  p=$(load_problems)
+  [ $cmd_rc -ne 0 ] || p+=" systemctl reload exit 0;"
+  [ -n "$errs" ] || p+=" nothing at -p err in the journal;"
+  [ "$mp_after" = "$mp_before" ] || p+=" MainPID $mp_before -> $mp_after;"
+  [ "$nr_after" = "$nr_before" ] || p+=" NRestarts $nr_before -> $nr_after;"
+  [ -n "$before" ] && [ "$after" = "$before" ] || p+=" rot13d --status \"$before\" -> \"$after\";"
+  [ $rc2 -eq 0 ] || p+=" with the good binary back, systemctl reload exit $rc2 ($out2);"
+  if [ -z "$p" ]; then
+    pass 12 "a newer binary failing its pre-flight: systemctl reload exit $cmd_rc in $cmd_ms ms; journal -p err: \"$(printf '%s\n' "$errs" | head -n 1)\"; MainPID $mp_before and NRestarts=$nr_before kept; rot13d --status: ${after% *} still; $(load_figures); the good binary back: reload exit 0"
+  else
+    printf '%s\n' "$cmd_out" | tail -n 10 | sed 's/^/    /'
+    ct journalctl --after-cursor "$load_cursor" -u rot13d -n 15 --no-pager 2>&1 | sed 's/^/    /'
+    log "load: $load_out"
+    fail 12 "a newer binary failing its pre-flight:$p"
+  fi
+}
+
+# --- 13: security exposure ----------------------------------------------------
+step13() {
+  needs installed || { fail 13 "not run: the .deb is not installed"; return; }
   local out score
   out=$(ct systemd-analyze security rot13d.service --no-pager 2>&1)
   score=$(printf '%s\n' "$out" | sed -n 's/.*Overall exposure level for rot13d.service: \([0-9.]*\).*/\1/p')
   if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 1.5) }'; then
-    pass 10 "systemd-analyze security rot13d.service: $(printf '%s\n' "$out" | grep 'Overall exposure' | sed 's/.*: //')"
+    pass 13 "systemd-analyze security rot13d.service: $(printf '%s\n' "$out" | grep 'Overall exposure' | sed 's/.*: //')"
   else
     printf '%s\n' "$out" | grep -v '✓' | sed 's/^/    /'
-    fail 10 "systemd-analyze security rot13d.service: exposure ${score:-unknown} > 1.5"
+    fail 13 "systemd-analyze security rot13d.service: exposure ${score:-unknown} > 1.5"
   fi
 }
 
@@ -510,9 +681,9 @@ rot13d_procs() {
   ct sh -c 'for p in /proc/[0-9]*; do [ "$(readlink $p/exe 2>/dev/null)" = /usr/sbin/rot13d ] && echo ${p#/proc/}; done' | wc -l
 }
 
-# --- 11: stop and purge -------------------------------------------------------
-step11() {
-  needs installed || { fail 11 "not run: the .deb is not installed"; return; }
+# --- 14: stop and purge -------------------------------------------------------
+step14() {
+  needs installed || { fail 14 "not run: the .deb is not installed"; return; }
   local out rc left state leftovers
   out=$(ct systemctl stop rot13d.socket rot13d.service 2>&1); rc=$?
   state=$(ct systemctl is-active rot13d)
@@ -520,7 +691,7 @@ step11() {
   left=$(rot13d_procs)
   if [ $rc -ne 0 ] || [ "$left" -ne 0 ] || [ "$state" = active ]; then
     printf '%s\n' "$out" | sed 's/^/    /'
-    fail 11 "systemctl stop: exit $rc, state $state, $left rot13d processes left"
+    fail 14 "systemctl stop: exit $rc, state $state, $left rot13d processes left"
     return
   fi
   out=$(ct apt-get purge -y -q rot13d 2>&1); rc=$?
@@ -536,33 +707,60 @@ step11() {
     systemctl list-units --all --plain --no-legend "rot13d*" | grep -v "not-found" | grep -q . && echo "units still loaded"
     true')
   if [ $rc -eq 0 ] && [ -z "$leftovers" ] && ! python3 "$client" once $port Hello >/dev/null 2>&1; then
-    pass 11 "systemctl stop rot13d.socket rot13d: no rot13d process left; apt-get purge rot13d: no file, unit, user or listener left"
+    pass 14 "systemctl stop rot13d.socket rot13d: no rot13d process left; apt-get purge rot13d: no file, unit, user or listener left"
   else
     printf '%s\n' "$out" | tail -n 10 | sed 's/^/    /'
-    fail 11 "apt-get purge: exit $rc; left: $(printf '%s' "$leftovers" | tr '\n' ' ')"
+    fail 14 "apt-get purge: exit $rc; left: $(printf '%s' "$leftovers" | tr '\n' ' ')"
   fi
 }
 
-# --- 12: the .rpm -------------------------------------------------------------
-step12() {
-  if [ -z "$rpm" ]; then fail 12 "no .rpm in $pkgdir"; return; fi
-  local out rc state reply left leftovers name
+# --- 15-18: the .rpm -------------------------------------------------------
+step15() {
+  if [ -z "$rpm" ]; then fail 15 "no .rpm in $pkgdir"; return; fi
+  local out state reply name
   name=$(basename "$rpm")
   if ! out=$(ct apt-get install -y -q --no-install-recommends rpm 2>&1); then
     printf '%s\n' "$out" | tail -n 10 | sed 's/^/    /'
-    fail 12 "cannot install Debian's rpm in the container"
+    fail 15 "cannot install Debian's rpm in the container"
     return
   fi
   # The runtime libraries (libsystemd0, libtomlplusplus3) are Debian packages,
   # not in the rpm database: hence --nodeps.
   if ! out=$(ct rpm -i --nodeps "/root/pkgs/$name" 2>&1); then
     printf '%s\n' "$out" | tail -n 10 | sed 's/^/    /'
-    fail 12 "rpm -i --nodeps $name failed"
+    fail 15 "rpm -i --nodeps $name failed"
     return
   fi
+  ok_step[rpm-installed]=1
   ct systemctl start rot13d >/dev/null 2>&1
   state=$(ct systemctl is-active rot13d)
   reply=$(answers)
+  if [ "$state" = active ] && [ "$reply" = Uryyb ]; then
+    pass 15 "rpm -i --nodeps $name: systemctl start: active, answered \"$reply\""
+  else
+    ct journalctl -u rot13d -n 10 --no-pager 2>&1 | sed 's/^/    /'
+    fail 15 "rpm -i --nodeps $name: state $state, reply \"$reply\""
+  fi
+}
+
+step16() {
+  needs 15 || { fail 16 "not run: needs step 15"; return; }
+  [ -n "$newer_rpm" ] || { fail 16 "no newer .rpm in $pkgdir/newer"; return; }
+  upgrade 16 "rpm -U --nodeps $(basename "$newer_rpm") under load" "$newer_version" \
+    rpm -U --nodeps "/root/pkgs/newer/$(basename "$newer_rpm")"
+}
+
+step17() {
+  needs 15 || { fail 17 "not run: needs step 15"; return; }
+  [ "$(ct rpm -q --qf '%{VERSION}' rot13d)" = "$newer_version" ] ||
+    { fail 17 "not run: rot13d $newer_version is not installed"; return; }
+  upgrade 17 "rpm -U --oldpackage --nodeps $(basename "$rpm") under load" "$older_version" \
+    rpm -U --oldpackage --nodeps "/root/pkgs/$(basename "$rpm")"
+}
+
+step18() {
+  needs rpm-installed || { fail 18 "not run: the .rpm is not installed"; return; }
+  local out rc left leftovers
   ct systemctl stop rot13d.socket rot13d.service >/dev/null 2>&1
   wait_for 10 test "$(rot13d_procs)" -eq 0
   left=$(rot13d_procs)
@@ -574,14 +772,13 @@ step12() {
       [ -e "$f" ] && echo "$f"
     done
     true')
-  if [ "$state" = active ] && [ "$reply" = Uryyb ] && [ "$left" -eq 0 ] && [ $rc -eq 0 ] && [ -z "$leftovers" ]; then
-    pass 12 "rpm -i --nodeps $name: systemctl start: active, answered \"$reply\"; stop: no process left; rpm -e: no file left"
+  if [ "$left" -eq 0 ] && [ $rc -eq 0 ] && [ -z "$leftovers" ]; then
+    pass 18 "rpm: stop: no process left; rpm -e: no file left"
   else
-    ct journalctl -u rot13d -n 10 --no-pager 2>&1 | sed 's/^/    /'
-    fail 12 "rpm: state $state, reply \"$reply\", $left processes after stop, rpm -e exit $rc ($out), left: $(printf '%s' "$leftovers" | tr '\n' ' ')"
+    fail 18 "rpm: $left processes after stop, rpm -e exit $rc ($out), left: $(printf '%s' "$leftovers" | tr '\n' ' ')"
   fi
 }
 
-for n in $(seq 1 12); do "step$n"; done
+for n in $(seq 1 $steps); do "step$n"; done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
