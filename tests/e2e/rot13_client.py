@@ -240,6 +240,7 @@ class Cycle(Conn):
         self.want = bytes(self.payload).translate(ROT13_TABLE)
         self.got = bytearray()
         self.t_first = None
+        self.wait = None
         load.cycles.add(self)
         super().__init__(load, now)
 
@@ -259,7 +260,8 @@ class Cycle(Conn):
         if data:
             if self.t_first is None:
                 self.t_first = now
-                self.load.record_wait(self, now - self.t0)
+                self.wait = now - self.t0
+                self.load.record_wait(self, self.wait)
             self.got += data
             if len(self.got) <= len(self.want):
                 return
@@ -365,6 +367,7 @@ class Load:
         self.first_error = ""
         self.stream_corrupt_bytes = 0
         self.max_start_lag = 0.0
+        self.rest_max_wait = 0.0  # of the connections that did not overlap the window
 
     def tallies(self, c):
         # A connection counts in the window when any part of it overlapped it.
@@ -392,6 +395,8 @@ class Load:
                 t.failures[kind] += 1
             else:
                 t.ok += 1
+        if not c.in_window and c.wait is not None:
+            self.rest_max_wait = max(self.rest_max_wait, c.wait)
         if kind and not self.first_error:
             self.first_error = what
 
@@ -501,7 +506,8 @@ class Load:
                        f"window_failed={w.failed()}", f"window_max_connect_ms={ms(w.max_connect)}",
                        f"window_max_wait_ms={ms(w.max_wait)}",
                        f"window_slow={sum(1 for x in w.waits if x > o.slow)}",
-                       f"window_at={self.window_first - self.start:.2f}s"]
+                       f"window_at={self.window_first - self.start:.2f}s",
+                       f"outside_max_wait_ms={ms(self.rest_max_wait)}"]
         fields.append(f"seconds={seconds:.1f}")
         if self.first_error:
             fields.append(f"first_error={self.first_error!r}")

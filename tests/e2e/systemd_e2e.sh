@@ -582,10 +582,10 @@ load_problems() {
   printf '%s' "$p"
 }
 load_figures() {
-  printf 'load: %s new connections at %s, refused %s, reset %s, corrupted bytes %s, longest wait %s ms during (%s ms in the run), %s/100 streams complete (%s bytes checked)' \
+  printf 'load: %s new connections at %s, refused %s, reset %s, corrupted bytes %s, longest wait %s ms during (%s ms outside it), %s/100 streams complete (%s bytes checked)' \
     "$(field cycles "$load_out")" "$(field rate "$load_out")" "$(field refused "$load_out")" \
     "$(field reset "$load_out")" "$(( $(field corrupt_bytes "$load_out") + $(field stream_corrupt_bytes "$load_out") ))" \
-    "$(field window_max_wait_ms "$load_out")" "$(field max_wait_ms "$load_out")" \
+    "$(field window_max_wait_ms "$load_out")" "$(field outside_max_wait_ms "$load_out")" \
     "$(field streams_ok "$load_out")" "$(field stream_bytes "$load_out")"
 }
 
