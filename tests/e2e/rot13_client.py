@@ -368,6 +368,8 @@ class Load:
         self.stream_corrupt_bytes = 0
         self.max_start_lag = 0.0
         self.rest_max_wait = 0.0  # of the connections that did not overlap the window
+        self.records = []  # (wall-clock start, wait) of each answered new connection
+        self.wall_offset = time.time() - time.monotonic()
 
     def tallies(self, c):
         # A connection counts in the window when any part of it overlapped it.
@@ -397,6 +399,8 @@ class Load:
                 t.ok += 1
         if not c.in_window and c.wait is not None:
             self.rest_max_wait = max(self.rest_max_wait, c.wait)
+        if self.opts.record and c.wait is not None:
+            self.records.append((c.t0 + self.wall_offset, c.wait))
         if kind and not self.first_error:
             self.first_error = what
 
@@ -474,6 +478,9 @@ class Load:
             if s.result is None:
                 s.fail("timeout", "still open at the end", end)
         self.write_progress(streams)
+        if o.record:
+            with open(o.record, "w") as f:
+                f.writelines(f"{t:.6f} {w:.6f}\n" for t, w in self.records)
         return self.report(streams, end - start, (stop_at or end) - start)
 
     def report(self, streams, seconds: float, load_seconds: float) -> int:
@@ -540,6 +547,9 @@ def cmd_load(argv: list) -> int:
     p.add_argument("--max-seconds", type=float, default=120.0, help="stop after this long (default 120)")
     p.add_argument("--max-inflight", type=int, default=4000,
                    help="new connections open at once at most; later ones start late (default 4000)")
+    p.add_argument("--record", default="",
+                   help="write each answered new connection's start (seconds since the epoch) "
+                        "and wait (seconds) to this file, a line each")
     p.add_argument("--slow", type=float, default=0.1,
                    help="count the waits longer than this (slow=, window_slow=; default 0.1 s)")
     p.add_argument("--timeout", type=float, default=10.0,
