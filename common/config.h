@@ -51,6 +51,8 @@ struct Config {
   std::string group;
   // The HTTP admin endpoint (GET /metrics, /status): addresses like listen's; none by default.
   std::vector<ListenAddress> admin_listen;
+  // HAProxy's agent-check (supervisor/agent.h): addresses like admin_listen's; none by default.
+  std::vector<ListenAddress> agent_listen;
   ConnectionLog connection_log = ConnectionLog::kOff;
   // Sources allowed to send a PROXY header on a listener that expects one
   // (unix sockets always are); Defaults() sets loopback.

@@ -53,6 +53,8 @@ constexpr ConfigKey kKeys[] = {
     {"group", NameKind{&Config::group, true}, "the group to become with user (\"\" = the user's primary group)"},
     {"admin_listen", ListenKind{&Config::admin_listen, nullptr, /*empty_ok=*/true},
      "addresses of the HTTP admin endpoint (/metrics, /status); [] = none"},
+    {"agent_listen", ListenKind{&Config::agent_listen, nullptr, /*empty_ok=*/true},
+     "addresses answering HAProxy's agent-check (up with a weight, drain, down); [] = none"},
     {"connection_log", EnumKind<ConnectionLog>{&Config::connection_log, "setting", kConnectionLogs, ConnectionLogName},
      "a log line per closed connection: none, those ended by a reset or an error, or all"},
     {"proxy_trusted", CidrListKind{&Config::proxy_trusted},

@@ -45,7 +45,7 @@ void EventLoop::WatchAlso(const std::vector<int>& fds) {
     ev.events = EPOLLIN;
     ev.data.u64 = kTagAlso;
     if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-      Log(LogLevel::kError, Error(ErrnoErr() << "epoll_ctl of an admin descriptor").ToString());
+      Log(LogLevel::kError, Error(ErrnoErr() << "epoll_ctl of an admin or agent descriptor").ToString());
       continue;
     }
     also_.push_back(fd);

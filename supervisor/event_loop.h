@@ -26,7 +26,7 @@ class EventLoop {
   // appends the signals read. EINTR is a wakeup like any other.
   Status Wait(TimePoint deadline, std::vector<signalfd_siginfo>* signals);
   // Other descriptors whose readability also ends a Wait (the admin
-  // endpoint's); their owner reads them after it. Replaces the previous set.
+  // endpoint's and the agent-check's); their owner reads them after it. Replaces the previous set.
   void WatchAlso(const std::vector<int>& fds);
 
  private:

@@ -39,6 +39,7 @@ void Supervisor::Promote() {
   ConfigureLogging(g.config.log_level, g.config.log_target);
   listeners_.ApplySettings(g.config);
   if (Status s = ServeAdmin(g.config.admin_listen); !s) Log(LogLevel::kWarning, s.error().ToString());
+  if (Status s = ServeAgent(g.config.agent_listen); !s) Log(LogLevel::kWarning, s.error().ToString());
   // Retire every older generation: drain, then kill at the deadline.
   size_t retiring = pool_.RetireAllBut(g.id, g.config.shutdown_timeout);
   if (first) {
@@ -76,6 +77,7 @@ void Supervisor::Abandon() {
                                       : g.failure;
   pool_.DropWaiting(g.id);
   if (Status s = ServeAdmin(gens_.serving().config.admin_listen); !s) Log(LogLevel::kWarning, s.error().ToString());
+  if (Status s = ServeAgent(gens_.serving().config.agent_listen); !s) Log(LogLevel::kWarning, s.error().ToString());
   if (gens_.serving().id == 0 || gens_.serving().halted) {
     Log(LogLevel::kError, "workers cannot boot: " + why + "; giving up", {{"GENERATION", Num(g.id)}});
     return;
@@ -108,13 +110,21 @@ void Supervisor::TryGeneration(std::optional<Config> config) {
                       options_.config_path + (config_unreadable_ ? " cannot be read" : " is invalid"));
   }
   Status opened = listeners_.Open(*config, options_.config_path);
-  // Admin addresses the new file adds are served now; those it drops go only
-  // when it takes over (Promote), so that a failed reload changes nothing.
-  std::vector<ListenAddress> admin = gens_.serving().config.admin_listen;
-  for (const ListenAddress& a : config->admin_listen) {
-    if (std::find(admin.begin(), admin.end(), a) == admin.end()) admin.push_back(a);
+  // Admin and agent addresses the new file adds are served now; those it
+  // drops go only when it takes over (Promote), so that a failed reload
+  // changes nothing. (An agent address added here answers for the whole
+  // instance, as every agent address does.)
+  auto both = [](std::vector<ListenAddress> now, const std::vector<ListenAddress>& next) {
+    for (const ListenAddress& a : next) {
+      if (std::find(now.begin(), now.end(), a) == now.end()) now.push_back(a);
+    }
+    return now;
+  };
+  if (opened) opened = ServeAdmin(both(gens_.serving().config.admin_listen, config->admin_listen));
+  if (opened) {
+    opened = ServeAgent(both(gens_.serving().config.agent_listen, config->agent_listen));
+    if (!opened) (void)ServeAdmin(gens_.serving().config.admin_listen);  // as it was: it binds nothing new
   }
-  if (opened) opened = ServeAdmin(admin);
   if (!opened) {
     last_reload_ = "failed: " + opened.error().ToString();
     return FailReload(kReloadCannotListen, opened.error().ToString());
@@ -140,8 +150,34 @@ void Supervisor::FailReload(int answer, const std::string& why) {
 
 Status Supervisor::ServeAdmin(const std::vector<ListenAddress>& addresses) {
   if (Status s = admin_.Serve(addresses); !s) return s;
-  loop_.WatchAlso(admin_.WatchFds());
+  WatchEndpoints();
   return OkStatus();
+}
+
+Status Supervisor::ServeAgent(const std::vector<ListenAddress>& addresses) {
+  if (Status s = agent_.Serve(addresses); !s) return s;
+  WatchEndpoints();
+  return OkStatus();
+}
+
+void Supervisor::WatchEndpoints() {
+  std::vector<int> fds = admin_.WatchFds();
+  for (int fd : agent_.WatchFds()) fds.push_back(fd);
+  loop_.WatchAlso(fds);
+}
+
+// Workers taking new clients, of whichever generation (a canary's share the
+// listeners), and the room they have left.
+AgentInputs Supervisor::AgentState() const {
+  AgentInputs in{.stopping = stopping_};
+  const Generation* canary = gens_.canary();
+  for (const AcceptingWorker& w : pool_.Accepting()) {
+    const Config& c = canary && canary->id == w.generation ? canary->config : gens_.serving().config;
+    ++in.accepting_workers;
+    in.open_connections += w.open_connections;
+    in.capacity += static_cast<uint64_t>(c.max_connections);
+  }
+  return in;
 }
 
 Snapshot Supervisor::TakeSnapshot() const {

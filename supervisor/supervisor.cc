@@ -55,6 +55,7 @@ void Supervisor::Spawn(WorkerRecord& w) {
 void Supervisor::RunChild(const WorkerRecord& w, const Config& config, WorkerStats& own, const StatsTable& all) {
   loop_.CloseInChild();
   admin_.CloseInChild();
+  agent_.CloseInChild();
   requesters_.Forget();
   BecomeWorker({config, listeners_, w.slot, w.generation, own, all, loop_.ready_fd(), nudge_.borrow(), self_});
 }
@@ -276,6 +277,10 @@ std::optional<int> Supervisor::Start() {
     Log(LogLevel::kError, "cannot listen: " + s.error().ToString());
     return kExitFailure;
   }
+  if (Status s = ServeAgent(config->agent_listen); !s) {
+    Log(LogLevel::kError, "cannot listen: " + s.error().ToString());
+    return kExitFailure;
+  }
   auto identity = DropRoot(*config);
   if (!identity) {
     Log(LogLevel::kError, "not starting: " + identity.error().ToString());
@@ -307,10 +312,12 @@ int Supervisor::Run() {
     }
     for (const signalfd_siginfo& si : signals) OnSignal(si);
     admin_.Run();  // cheap when idle: one epoll_wait(0) per admin address
+    agent_.Run();  // likewise: one accept(2) per agent address
   }
   deaths_.Flush(Clock::now() + kRepeatWindow);  // the counts not told yet
   if (*exit_code_ == kExitOk) Log(LogLevel::kNotice, "stopped");
   admin_.Stop();
+  agent_.Stop();
   listeners_.CloseAll();  // closes sockets and removes the socket files we created
   return *exit_code_;
 }

@@ -22,6 +22,7 @@
 #include "common/stats.h"
 #include "supervisor/cpus.h"
 #include "supervisor/admin.h"
+#include "supervisor/agent.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/generation.h"
 #include "supervisor/handover.h"
@@ -73,7 +74,7 @@ class Supervisor {
   void ApplyExit(WorkerRecord& w, pid_t pid, const ExitStatus& exit, uint32_t open = 0);
   bool ReloadDue() const { return reload_pending_ && !gens_.has_canary() && !stopping_ && !preflight_; }
   void StartReload();
-  // What a reload does once it has read the file: listeners, admin, the canary.
+  // What a reload does once it has read the file: listeners, admin and agent, the canary.
   void TryGeneration(std::optional<Config> config);
   void FailReload(int answer, const std::string& why);
 
@@ -104,6 +105,11 @@ class Supervisor {
   std::string StatusLine() const;
   Snapshot TakeSnapshot() const;
   Status ServeAdmin(const std::vector<ListenAddress>& addresses);
+  Status ServeAgent(const std::vector<ListenAddress>& addresses);
+  // Both endpoints' descriptors, for the loop to watch.
+  void WatchEndpoints();
+  // What the agent-check answer depends on, now.
+  AgentInputs AgentState() const;
   void Tick();
   TimePoint NextWake() const;
 
@@ -137,6 +143,7 @@ class Supervisor {
   TimePoint last_watchdog_{};
 
   AdminServer admin_{[this] { return TakeSnapshot(); }};
+  AgentServer agent_{[this] { return AgentState(); }};
   Activity activity_;  // reloads and restarts counted, start time
 
   RepeatLog deaths_{kRepeatWindow, kRepeatBurst};

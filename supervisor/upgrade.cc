@@ -304,6 +304,8 @@ std::optional<int> Supervisor::Resume(const std::string& fd_text) {
   requesters_.Adopt(h->requesters);
   UpdateTitle();
   if (Status s = ServeAdmin(gens_.serving().config.admin_listen); !s) Log(LogLevel::kWarning, s.error().ToString());
+  // The previous image's agent sockets closed at execve (close-on-exec): bound again.
+  if (Status s = ServeAgent(gens_.serving().config.agent_listen); !s) Log(LogLevel::kWarning, s.error().ToString());
   // The reload half: the new image's own workers, on the file as it is now.
   upgrading_ = true;
   Log(LogLevel::kInfo, "reloading configuration from " + options_.config_path, {{"CONFIG_FILE", options_.config_path}});

@@ -254,4 +254,17 @@ StatusFigures WorkerPool::Figures(uint64_t serving_generation) const {
   return f;
 }
 
+std::vector<AcceptingWorker> WorkerPool::Accepting() const {
+  std::vector<AcceptingWorker> out;
+  for (const WorkerRecord& w : workers_) {
+    if (w.pid <= 0 || w.stats_index < 0 || w.state != WorkerState::kRunning || !w.booted || w.stopped_accepting ||
+        w.hung) {
+      continue;
+    }
+    out.push_back({w.generation,
+                   stats_->at(static_cast<size_t>(w.stats_index)).open_connections.load(std::memory_order_relaxed)});
+  }
+  return out;
+}
+
 }  // namespace rot13d::supervisor

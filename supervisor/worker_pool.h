@@ -16,6 +16,12 @@
 
 namespace rot13d::supervisor {
 
+// A worker taking new clients (booted, neither draining nor hung), and the connections it holds.
+struct AcceptingWorker {
+  uint64_t generation = 0;
+  uint64_t open_connections = 0;
+};
+
 class WorkerPool {
  public:
   // Maps the shared counter table (before the first fork).
@@ -70,6 +76,7 @@ class WorkerPool {
   void DropWaiting(uint64_t generation);
   void FailWaiting(uint64_t generation);
 
+  std::vector<AcceptingWorker> Accepting() const;
   // Live figures for the status line (of workers gone: their totals).
   StatusFigures Figures(uint64_t serving_generation) const;
   // Every worker's counters added up, those of workers gone included:
