@@ -1,11 +1,13 @@
 // What a client sees: bytes back over every transport, big streams, half-close, idle
 // timeouts, worker count, and bounded memory under a client that never reads.
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <csignal>
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -239,6 +241,61 @@ TEST_F(ServingTest, ClientThatNeverReadsDoesNotGrowWorkerMemory) {
   EXPECT_LT(Clock::now() - before, 1s);
   EXPECT_EQ(FreshRoundTrip(std::string(256 * 1024, 'N')), std::string(256 * 1024, 'A'));
   EXPECT_LT(RssBytes(worker) - baseline, 2 * kBufferSize + kSlack);
+}
+
+// A client that resets and a newcomer in one wakeup of the worker: the worker
+// closes the first connection, and the accept later in the same turn gets its
+// descriptor number back. The newcomer must be served like any other (a reset
+// costs nobody else anything). The worker is stopped while both happen, so
+// that one epoll_wait reports the reset before the listener, and the test
+// checks that the descriptor number was indeed reused.
+TEST_F(ServingTest, NewcomerTakingTheDescriptorOfAResetInTheSameWakeupIsServed) {
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 1\nidle_timeout = 10\n", 1));
+  const pid_t worker = daemon_->Workers().at(0);
+  auto own_port = [](const Client& c) {
+    sockaddr_in sin{};
+    socklen_t len = sizeof sin;
+    return getsockname(c.fd(), reinterpret_cast<sockaddr*>(&sin), &len) == 0 ? ntohs(sin.sin_port) : uint16_t{0};
+  };
+  auto fd_in_worker = [&](const Client& c) {
+    for (const ServerSideSocket& s : ServerSideSockets(port_, {worker})) {
+      if (s.client_port == own_port(c)) return s.fd;
+    }
+    return -1;
+  };
+  auto state = [&] {
+    std::string stat = ReadFile("/proc/" + std::to_string(worker) + "/stat");
+    size_t paren = stat.rfind(')');
+    return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
+  };
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    Client hostile = Client::Connect(address());
+    ASSERT_TRUE(hostile.connected()) << hostile.error();
+    ASSERT_EQ(hostile.RoundTrip("abc"), "nop");
+    const int reused = fd_in_worker(hostile);
+    ASSERT_GE(reused, 0);
+
+    ASSERT_TRUE(daemon_->SignalWorker(worker, SIGSTOP));
+    ASSERT_TRUE(WaitFor([&] { char s = state(); return s == 'T' || s == 't'; }, kIoTimeout));
+    linger reset{1, 0};
+    ASSERT_EQ(setsockopt(hostile.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
+    hostile.Close();  // the RST is queued first, then the newcomer's connection
+    Client newcomer = Client::Connect(address());
+    ASSERT_TRUE(newcomer.connected()) << newcomer.error();
+    ASSERT_TRUE(newcomer.SendAll("Hello"));  // waiting before the accept
+    ASSERT_TRUE(daemon_->SignalWorker(worker, SIGCONT));
+
+    EXPECT_EQ(newcomer.Receive(5), "Uryyb") << daemon_->Log();
+    EXPECT_EQ(fd_in_worker(newcomer), reused) << "the accept did not reuse the reset connection's descriptor";
+    // And what it sends after the wakeup, both ways, in bulk.
+    const std::string bulk(1 << 20, 'a');
+    EXPECT_EQ(newcomer.RoundTrip(bulk), std::string(1 << 20, 'n'));
+    newcomer.ShutdownWrite();
+    EXPECT_EQ(newcomer.ReceiveToEof(), "");
+    EXPECT_TRUE(newcomer.eof());
+  }
+  EXPECT_FALSE(daemon_->exited());
 }
 
 }  // namespace
