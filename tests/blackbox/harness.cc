@@ -650,7 +650,7 @@ std::optional<std::string> LineValue(std::string_view text, std::string_view key
   return std::nullopt;
 }
 
-std::vector<ServerSideSocket> ServerSideSockets(uint16_t server_port, const std::vector<pid_t>& pids) {
+std::vector<std::pair<uint16_t, pid_t>> ServerSideOwners(uint16_t server_port, const std::vector<pid_t>& pids) {
   // /proc/net/tcp: "sl local rem st tx:rx tr:when retr uid timeout inode ...", addresses in hex.
   std::map<unsigned long, uint16_t> client_by_inode;
   std::istringstream table(ReadFile("/proc/net/tcp"));
@@ -666,7 +666,7 @@ std::vector<ServerSideSocket> ServerSideSockets(uint16_t server_port, const std:
     if (std::stoul(local.substr(lc + 1), nullptr, 16) != server_port) continue;
     client_by_inode[inode] = static_cast<uint16_t>(std::stoul(remote.substr(rc + 1), nullptr, 16));
   }
-  std::vector<ServerSideSocket> out;
+  std::vector<std::pair<uint16_t, pid_t>> out;
   for (pid_t pid : pids) {
     std::string dir_path = "/proc/" + std::to_string(pid) + "/fd";
     DIR* dir = opendir(dir_path.c_str());
@@ -680,16 +680,10 @@ std::vector<ServerSideSocket> ServerSideSockets(uint16_t server_port, const std:
       unsigned long inode = 0;
       if (std::sscanf(target, "socket:[%lu]", &inode) != 1) continue;
       auto it = client_by_inode.find(inode);
-      if (it != client_by_inode.end()) out.push_back({it->second, pid, std::atoi(e->d_name)});
+      if (it != client_by_inode.end()) out.emplace_back(it->second, pid);
     }
     closedir(dir);
   }
-  return out;
-}
-
-std::vector<std::pair<uint16_t, pid_t>> ServerSideOwners(uint16_t server_port, const std::vector<pid_t>& pids) {
-  std::vector<std::pair<uint16_t, pid_t>> out;
-  for (const ServerSideSocket& s : ServerSideSockets(server_port, pids)) out.emplace_back(s.client_port, s.pid);
   return out;
 }
 

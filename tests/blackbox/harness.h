@@ -84,13 +84,6 @@ long RssBytes(pid_t pid);
 // `pids` holds: client port -> that pid. Read as an operator would: the
 // sockets of /proc/net/tcp matched by inode against each pid's /proc/PID/fd.
 std::vector<std::pair<uint16_t, pid_t>> ServerSideOwners(uint16_t server_port, const std::vector<pid_t>& pids);
-// The same sockets with the descriptor number each has in its process.
-struct ServerSideSocket {
-  uint16_t client_port = 0;
-  pid_t pid = 0;
-  int fd = -1;
-};
-std::vector<ServerSideSocket> ServerSideSockets(uint16_t server_port, const std::vector<pid_t>& pids);
 
 // rot13 as the daemon should apply it: letters rotate, every other byte passes.
 std::string Rot13(std::string_view in);

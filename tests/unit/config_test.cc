@@ -532,6 +532,7 @@ TEST(FormatConfig, DefaultsText) {
             "user = \"nobody\"\n"
             "group = \"\"\n"
             "admin_listen = []\n"
+            "agent_listen = []\n"
             "connection_log = \"off\"\n"
             "proxy_trusted = [\"127.0.0.0/8\", \"::1/128\"]\n"
             "proxy_header_timeout = 5\n");
