@@ -85,6 +85,7 @@ class ListenerSet {
   void ApplySettings(const Config& config);
 
   std::map<std::string, Listener>& all() { return listeners_; }
+  const std::map<std::string, Listener>& all() const { return listeners_; }
 
   // Under systemd without socket activation, each socket bound is also put in
   // the service's file descriptor store (FDSTORE=1, with FileDescriptorStoreMax=

@@ -132,8 +132,8 @@ Handover Supervisor::BuildHandover() const {
   h.stats_layout = kStatsLayout;
   h.ready_fd = loop_.ready_fd().get();
   h.nudge_fd = nudge_.get();
-  h.activated = const_cast<ListenerSet&>(listeners_).activated();
-  for (auto& [name, l] : const_cast<ListenerSet&>(listeners_).all()) {
+  h.activated = listeners_.activated();
+  for (const auto& [name, l] : listeners_.all()) {
     h.listeners.push_back({l.fd().get(), name, l.owned_path()});
   }
   const Generation& g = gens_.serving();

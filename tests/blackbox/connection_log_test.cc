@@ -44,15 +44,6 @@ std::vector<Line> ConnectionLines(const std::string& log) {
   return lines;
 }
 
-// The client's own end, as the server sees it as the peer: "127.0.0.1:PORT".
-std::string OwnAddress(const Client& c) {
-  sockaddr_in sin{};
-  socklen_t len = sizeof sin;
-  if (getsockname(c.fd(), reinterpret_cast<sockaddr*>(&sin), &len) != 0) return "?";
-  char host[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &sin.sin_addr, host, sizeof host);
-  return std::string(host) + ":" + std::to_string(ntohs(sin.sin_port));
-}
 
 // Closes with a reset instead of a FIN (SO_LINGER with a zero timeout, socket(7)).
 void Reset(Client& c) {

@@ -308,6 +308,15 @@ long RssBytes(pid_t pid) {
   return -1;
 }
 
+std::string OwnAddress(const Client& c) {
+  sockaddr_in sin{};
+  socklen_t len = sizeof sin;
+  if (getsockname(c.fd(), reinterpret_cast<sockaddr*>(&sin), &len) != 0) return "?";
+  char host[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &sin.sin_addr, host, sizeof host);
+  return std::string(host) + ":" + std::to_string(ntohs(sin.sin_port));
+}
+
 std::string Rot13(std::string_view in) {
   std::string out(in);
   for (char& c : out) {

@@ -186,6 +186,10 @@ class Client {
   bool eof_ = false;
 };
 
+// A TCP client's own end, as the server sees it as the peer: "127.0.0.1:PORT"
+// ("?" when it cannot be read).
+std::string OwnAddress(const Client& c);
+
 // A datagram socket standing in for systemd's NOTIFY_SOCKET.
 class NotifySocket {
  public:

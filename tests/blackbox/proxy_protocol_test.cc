@@ -46,14 +46,6 @@ std::string V2(int family, const char* source, const char* destination, uint16_t
   return h;
 }
 
-std::string OwnAddress(const Client& c) {
-  sockaddr_in sin{};
-  socklen_t len = sizeof sin;
-  if (getsockname(c.fd(), reinterpret_cast<sockaddr*>(&sin), &len) != 0) return "?";
-  char host[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &sin.sin_addr, host, sizeof host);
-  return std::string(host) + ":" + std::to_string(ntohs(sin.sin_port));
-}
 
 class ProxyProtocolTest : public DaemonTest {
  protected:

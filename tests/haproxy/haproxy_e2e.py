@@ -79,6 +79,17 @@ def connects(host, port):
         return False
 
 
+def stop_group(proc):
+    """SIGKILL to the process group proc leads (ours: start_new_session), then reap it; returns None."""
+    if proc is not None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    return None
+
+
 class Instance:
     """One rot13d, in its own process group, logging to a file."""
 
@@ -115,14 +126,7 @@ class Instance:
             os.killpg(self.proc.pid, sig)
 
     def stop(self):
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        self.proc = None
+        self.proc = stop_group(self.proc)
 
 
 class HAProxy:
@@ -194,14 +198,7 @@ backend rot13d
             return f.read()
 
     def stop(self):
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        self.proc = None
+        self.proc = stop_group(self.proc)
 
 
 class Load:
