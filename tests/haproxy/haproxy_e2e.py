@@ -4,9 +4,10 @@
   tests/haproxy/haproxy_e2e.py ROT13D ROT13_BENCH CORPUS_DIR WORK_DIR
 
 Starts rot13d from the build tree on 127.0.0.2 and 127.0.0.3 (PROXY v2
-listeners, every connection logged) and Debian's haproxy in the foreground on
-127.0.0.1 (mode tcp, leastconn, send-proxy-v2, a tcp-check that sends text and
-expects its rot13), then runs five scenarios, one PASS/FAIL line each with its
+listeners, every connection logged, agent_listen) and Debian's haproxy in the
+foreground on 127.0.0.1 (mode tcp, leastconn, send-proxy-v2, weight 100, a
+tcp-check that sends text and expects its rot13, agent-check on each instance's
+agent port), then runs five scenarios, one PASS/FAIL line each with its
 figures (and checks docs/fleet.md's examples), and ends with "N passed, M failed". Load comes from rot13-bench, which
 checks every byte. Needs no root. Without haproxy it skips (exit 77), except
 under CI (CI set), where it fails.
@@ -25,9 +26,9 @@ INTER_MS = 200
 FALL = 2
 SHUTDOWN_TIMEOUT = 5
 LOAD_CONNECTIONS = 8
-# The options of each server line. Once agent_listen exists, adding the agent
-# is this one line: "agent-check agent-port {agent} agent-inter 200ms".
-SERVER_OPTIONS = f"send-proxy-v2 check inter {INTER_MS}ms fall {FALL} rise 1"
+# The options of each server line; {agent} is the instance's agent_listen port.
+SERVER_OPTIONS = (f"send-proxy-v2 weight 100 check inter {INTER_MS}ms fall {FALL} rise 1 "
+                  f"agent-check agent-port {{agent}} agent-inter {INTER_MS}ms")
 
 # Seeds of the fuzz corpus that are malformed whatever the listener accepts.
 MALFORMED_SEEDS = ["http", "v1_leading_zero", "v1_lf_only", "v1_no_crlf", "v2_bad_crc",
@@ -98,6 +99,7 @@ class Instance:
         self.port = free_port(host)          # PROXY v2: HAProxy's
         self.any_port = free_port(host)      # PROXY v1 or v2: the corpus
         self.plain_port = free_port(host)    # no header: direct checks
+        self.agent_port = free_port(host)    # HAProxy's agent-check
         self.config = os.path.join(work, f"{name}.toml")
         self.log_path = os.path.join(work, f"{name}.log")
         user = 'user = "root"\n' if os.geteuid() == 0 else ""
@@ -105,6 +107,7 @@ class Instance:
             f.write(f'listen = [{{ address = "{host}:{self.port}", proxy_protocol = "v2" }},\n'
                     f'          {{ address = "{host}:{self.any_port}", proxy_protocol = "any" }},\n'
                     f'          "{host}:{self.plain_port}"]\n'
+                    f'agent_listen = ["{host}:{self.agent_port}"]\n'
                     f'log_target = "stderr"\n{user}workers = 2\nconnection_log = "all"\n'
                     f'shutdown_timeout = {SHUTDOWN_TIMEOUT}\nproxy_header_timeout = 3\n')
         self.proc = None
@@ -135,7 +138,7 @@ class HAProxy:
         self.sock = os.path.join(work, "haproxy.sock")
         self.config = os.path.join(work, "haproxy.cfg")
         self.log_path = os.path.join(work, "haproxy.log")
-        servers = "".join(f"    server {i.name} {i.host}:{i.port} {SERVER_OPTIONS}\n" for i in instances)
+        servers = "".join(f"    server {i.name} {i.host}:{i.port} {SERVER_OPTIONS.format(agent=i.agent_port)}\n" for i in instances)
         with open(self.config, "w") as f:
             f.write(f"""global
     log stdout format raw local0
@@ -183,15 +186,18 @@ backend rot13d
                 chunks.append(chunk)
         return b"".join(chunks).decode(errors="replace")
 
-    def status(self, server):
-        """The server's status in `show stat` (UP, DOWN, ...)."""
+    def stat(self, server, field):
+        """A field of the server's row in `show stat` ("status": UP, DOWN, DRAIN, ...)."""
         lines = self.command("show stat").splitlines()
         fields = lines[0].lstrip("# ").split(",")
         for line in lines[1:]:
             row = dict(zip(fields, line.split(",")))
             if row.get("pxname") == "rot13d" and row.get("svname") == server:
-                return row.get("status", "")
+                return row.get(field, "")
         return ""
+
+    def status(self, server):
+        return self.stat(server, "status")
 
     def log(self):
         with open(self.log_path, errors="replace") as f:
@@ -285,22 +291,41 @@ class Suite:
         line = next((l for l in (logs["a"] + logs["b"]).splitlines()
                      if f"connection from 127.0.0.4:{ports[0]} " in l), "none")
         line = line.split(" info: ", 1)[-1]
-        self.report(wrong == 0 and found_all, "a clients' real address",
+        # The agents' "up ready N%" of idle instances: weight N of the configured 100.
+        weights = [self.haproxy.stat(name, "weight") for name in ("a", "b")]
+        weighted = all(w.isdigit() and 90 <= int(w) <= 100 for w in weights)
+        self.report(wrong == 0 and found_all and weighted, "a clients' real address",
                     f"{n - wrong}/{n} answers correct, {found}/{n} client ports in the logs "
-                    f"({on_a} on a, {found - on_a} on b); e.g. \"{line}\"")
+                    f"({on_a} on a, {found - on_a} on b); agent weights {'/'.join(weights)}; "
+                    f"e.g. \"{line}\"")
 
-    # b. SIGTERM of one instance under load.
+    # b. SIGTERM of one instance under load. A connection held open straight
+    # to it keeps it draining: HAProxy must learn "drain" from its agent while
+    # that connection is still served, and the load must see no error.
     def sigterm(self):
+        held = socket.create_connection((self.a.host, self.a.plain_port), timeout=5)
+        held.sendall(b"held\n")
+        first = held.recv(100)
         load = Load(self.bench, self.haproxy.port, 4)
         time.sleep(1.5)
         t0 = time.monotonic()
         os.kill(self.a.proc.pid, signal.SIGTERM)  # the supervisor alone: it stops its workers
+        drained = wait_for(lambda: self.haproxy.status("a").startswith("DRAIN"), 5, step=0.005)
+        drain_ms = (time.monotonic() - t0) * 1000
+        held.sendall(b"still held\n")
+        second = held.recv(100)
+        held.close()
         self.a.proc.wait(timeout=SHUTDOWN_TIMEOUT + 5)
         stopped = time.monotonic() - t0
         r = load.result()
+        served = first == b"uryq\n" and second == b"fgvyy uryq\n"
         up = self.restart(self.a)
-        self.report(r["errors"] == 0 and r["cycles"] > 0 and up, "b SIGTERM under load",
-                    f"{figures(r)}; a stopped in {stopped:.2f} s; back UP: {up}")
+        bound_ms = 2 * INTER_MS + 100  # the next agent check, a late one, and our polling
+        ok = r["errors"] == 0 and r["cycles"] > 0 and drained and drain_ms <= bound_ms and served and up
+        self.report(ok, "b SIGTERM under load",
+                    f"{figures(r)}; HAProxy saw DRAIN from the agent after {drain_ms:.0f} ms "
+                    f"(agent-inter {INTER_MS} ms, bound {bound_ms} ms): {drained}; the held connection "
+                    f"served while draining: {served}; a stopped in {stopped:.2f} s; back UP: {up}")
 
     # c. kill -9 of one instance (supervisor and workers) under load.
     def kill9(self):
