@@ -10,6 +10,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/blackbox/daemon_test.h"
@@ -83,6 +84,17 @@ class ConnectionLogTest : public DaemonTest {
     EXPECT_EQ(c.RoundTrip(text), Rot13(text));
     Reset(c);
     return peer;
+  }
+  // Keeps `held` busy with a round trip every 100 ms from SIGTERM until the
+  // worker cuts it at shutdown_timeout, so that idle_timeout (shorter here)
+  // cannot close it first on a slow machine; then waits for the exit.
+  void StopHolding(Client& held) {
+    daemon_->Signal(SIGTERM);
+    for (auto until = Clock::now() + 10s; Clock::now() < until;) {
+      if (held.RoundTrip("held", 2s) != Rot13("held")) break;
+      std::this_thread::sleep_for(100ms);
+    }
+    ASSERT_TRUE(daemon_->WaitExit());
   }
   // Idle until the daemon closes it (the line is written before the close).
   std::string EndByIdleTimeout(std::string_view text) {
@@ -198,7 +210,7 @@ TEST_F(ConnectionLogTest, AllLogsEveryWayAConnectionEnds) {
 }
 
 TEST_F(ConnectionLogTest, ErrorsLogsOnlyResets) {
-  ASSERT_NO_FATAL_FAILURE(Start("workers = 1\nconnection_log = \"errors\"\nidle_timeout = 0.5\nshutdown_timeout = 0.25\n", 1));
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 1\nconnection_log = \"errors\"\nidle_timeout = 0.5\nshutdown_timeout = 2.5\n", 1));
   EndByEof("Hello");
   EndByIdleTimeout("x");
   std::string reset_peer = EndByReset("abc");
@@ -207,8 +219,7 @@ TEST_F(ConnectionLogTest, ErrorsLogsOnlyResets) {
   EXPECT_EQ(reset->reason, "reset");
   Client held = Client::Connect(address());
   ASSERT_EQ(held.RoundTrip("held"), Rot13("held"));
-  daemon_->Signal(SIGTERM);
-  ASSERT_TRUE(daemon_->WaitExit());
+  ASSERT_NO_FATAL_FAILURE(StopHolding(held));
   EXPECT_TRUE(daemon_->LogContains("shutdown_timeout reached: closing 1 open connection")) << daemon_->Log();
   std::vector<Line> lines = ConnectionLines(daemon_->Log());
   ASSERT_EQ(lines.size(), 1u) << daemon_->Log();
@@ -216,7 +227,7 @@ TEST_F(ConnectionLogTest, ErrorsLogsOnlyResets) {
 }
 
 TEST_F(ConnectionLogTest, OffByDefaultLogsNone) {
-  ASSERT_NO_FATAL_FAILURE(Start("workers = 1\nidle_timeout = 0.5\nshutdown_timeout = 0.25\n", 1));
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 1\nidle_timeout = 0.5\nshutdown_timeout = 2.5\n", 1));
   EndByEof("Hello");
   EndByIdleTimeout("x");
   EndByReset("abc");
@@ -224,8 +235,7 @@ TEST_F(ConnectionLogTest, OffByDefaultLogsNone) {
   EXPECT_EQ(FreshRoundTrip("after"), Rot13("after"));
   Client held = Client::Connect(address());
   ASSERT_EQ(held.RoundTrip("held"), Rot13("held"));
-  daemon_->Signal(SIGTERM);
-  ASSERT_TRUE(daemon_->WaitExit());
+  ASSERT_NO_FATAL_FAILURE(StopHolding(held));
   EXPECT_TRUE(daemon_->LogContains("shutdown_timeout reached: closing 1 open connection")) << daemon_->Log();
   EXPECT_FALSE(daemon_->LogContains("connection from")) << daemon_->Log();
 }
