@@ -56,6 +56,10 @@ struct alignas(64) WorkerStats {
   std::atomic<int64_t> heartbeat_ns{0};  // CLOCK_MONOTONIC of the last loop turn
   // Read by sibling workers to balance accepts (see daemon/accept_balance.h).
   std::atomic<uint32_t> accepting{0};     // 1 while the worker watches its listeners
+  // The share of the last busy window (AcceptBalance) its loop spent working
+  // rather than waiting, in permille. It sits in what was padding, so the
+  // layout stays 1: an older image's workers leave it 0, never busy.
+  std::atomic<uint32_t> busy_permille{0};
   std::atomic<uint64_t> listener_key{0};  // which listening sockets it serves; 0 = none yet
 
   alignas(64) std::atomic<uint64_t> connections_total{0};  // accepted

@@ -22,22 +22,30 @@ constexpr std::chrono::seconds kBootScanPeriod{2};
 // does not count, so nobody steps back in favour of it. Idle loops turn at
 // least once a second (WorkerParams::tick).
 constexpr std::chrono::seconds kPeerStale{3};
-// Stepping back takes being above the share by max(kMinMargin, share / 32).
-constexpr double kMinMargin = 4;
-constexpr double kMarginFraction = 1.0 / 32;
+// Stepping back takes being above the share by max(kMinMargin, share / 16):
+// up to 32 connections over two workers stay where the kernel put them.
+constexpr double kMinMargin = 16;
+constexpr double kMarginFraction = 1.0 / 16;
+// A worker is saturated when its loop worked for this share of a busy window.
+constexpr std::chrono::milliseconds kBusyWindow{50};
+constexpr uint32_t kSaturatedPermille = 900;
 
 int64_t Nanos(AcceptBalance::Clock::duration d) { return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(); }
 
 }  // namespace
 
-bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<const PeerLoad> peers) {
+bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting_now,
+                           std::span<const PeerLoad> peers) {
   uint64_t total = own_open;
   bool someone_else_accepts = false;
+  bool someone_else_has_time = false;
   for (const PeerLoad& p : peers) {
     total += p.open;
     someone_else_accepts = someone_else_accepts || p.accepting;
+    someone_else_has_time = someone_else_has_time || (p.accepting && !p.saturated);
   }
   if (!someone_else_accepts) return true;
+  if (own_saturated && someone_else_has_time) return false;
   double share = static_cast<double>(total) / static_cast<double>(peers.size() + 1);
   if (!accepting_now) return own_open <= share;
   return own_open <= share + std::max(kMinMargin, share * kMarginFraction);
@@ -83,11 +91,32 @@ bool AcceptBalance::Allows(uint32_t own_open, bool accepting_now, Clock::time_po
     if (s->Phase() != WorkerPhase::kAccepting) continue;
     if (s->listener_key.load(std::memory_order_relaxed) != key_) continue;
     if (Nanos(now.time_since_epoch()) - s->heartbeat_ns.load(std::memory_order_relaxed) > Nanos(kPeerStale)) continue;
+    // A sibling asleep in epoll_wait has no fresh heartbeat: it is not busy,
+    // whatever its last window said.
+    bool fresh = Nanos(now.time_since_epoch()) - s->heartbeat_ns.load(std::memory_order_relaxed) <= Nanos(kBusyWindow);
     loads_.push_back({s->open_connections.load(std::memory_order_relaxed),
-                      s->accepting.load(std::memory_order_relaxed) != 0});
+                      s->accepting.load(std::memory_order_relaxed) != 0,
+                      fresh && s->busy_permille.load(std::memory_order_relaxed) >= kSaturatedPermille});
   }
   for (const PeerLoad& p : loads_) total_ += p.open;
-  return BalanceWantsAccepting(own_open, accepting_now, loads_);
+  return BalanceWantsAccepting(own_open, Saturated(now), accepting_now, loads_);
+}
+
+std::optional<uint32_t> AcceptBalance::Worked(Clock::time_point woke, Clock::time_point waits) {
+  if (window_start_ == Clock::time_point{}) window_start_ = woke;
+  worked_ += waits - woke;
+  Clock::duration span = waits - window_start_;
+  if (span < kBusyWindow) return std::nullopt;
+  busy_permille_ = static_cast<uint32_t>(std::min<int64_t>(1000, Nanos(worked_) * 1000 / Nanos(span)));
+  window_start_ = waits;
+  worked_ = {};
+  return busy_permille_;
+}
+
+// The last window's verdict holds while it is recent: one that closed long
+// ago was followed by a wait this turn has not accounted yet.
+bool AcceptBalance::Saturated(Clock::time_point now) const {
+  return busy_permille_ >= kSaturatedPermille && now - window_start_ <= 2 * kBusyWindow;
 }
 
 void AcceptBalance::AfterTurn(bool held) {

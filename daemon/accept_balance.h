@@ -1,17 +1,26 @@
-// Accept balance: how a worker keeps from taking more than its share of new
-// connections, read from its siblings' shared counters.
+// Accept balance: which worker takes a new connection, by load first and by
+// count only where memory is at stake, read from the siblings' shared slots.
 //
-// With EPOLLEXCLUSIVE the kernel wakes the most recently waiting worker first,
-// which piles new connections onto one. So a worker above its fair share (the
-// mean over itself and its siblings) by a margin steps back from accepting,
-// and comes back once it is at or below the share again (the gap is the
-// hysteresis that keeps it from flapping). It steps back only while some
-// sibling accepts, so the listeners are never left unwatched.
+// The kernel's choice is the baseline: under EPOLLEXCLUSIVE a connection wakes
+// a worker waiting in epoll_wait, never one that is busy, which is the
+// work-conserving shared queue; a few busy connections stay on one warm worker
+// instead of paying context switches on two. A worker steps back from that in
+// two cases, and only while some sibling accepts (the listeners are never
+// left unwatched):
+//   - it is saturated (its loop worked, rather than waited, for 90 % of the
+//     last busy window) and a sibling is not: new clients go where there is
+//     time to serve them;
+//   - it holds more than its fair share of connections (the mean over itself
+//     and its siblings) by a margin that is wide for small counts, where the
+//     kernel's choice is the better one, and 1/16 of the share for large
+//     ones, where idle connections' memory adds up. It comes back at or below
+//     the share (the gap is the hysteresis that keeps it from flapping).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -23,10 +32,12 @@ namespace rot13d::daemon {
 struct PeerLoad {
   uint32_t open = 0;       // open connections
   bool accepting = false;  // watching the listeners now (so it has room)
+  bool saturated = false;  // working, not waiting, most of its last busy window
 };
 
 // The pure rule above.
-bool BalanceWantsAccepting(uint32_t own_open, bool accepting_now, std::span<const PeerLoad> peers);
+bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting_now,
+                           std::span<const PeerLoad> peers);
 
 class AcceptBalance {
  public:
@@ -45,6 +56,12 @@ class AcceptBalance {
   void MaybeScan(Clock::time_point now);
   // Whether this worker, with own_open connections, may accept now.
   bool Allows(uint32_t own_open, bool accepting_now, Clock::time_point now);
+
+  // Each loop turn, as it goes back to epoll_wait: it woke at `woke` and has
+  // worked since. When that closes a busy window, the window's share of work
+  // in permille, for the worker to publish in its slot (busy_permille).
+  std::optional<uint32_t> Worked(Clock::time_point woke, Clock::time_point waits);
+  bool Saturated(Clock::time_point now) const;
 
   // After each loop turn: whether this worker is held back. A held worker must
   // look again soon (nothing else wakes it as the others fill up): every few
@@ -76,6 +93,9 @@ class AcceptBalance {
   Clock::time_point last_scan_{};
   Clock::time_point backlog_checked_{};  // when a held worker last looked at the backlog
   Clock::time_point backlog_seen_{};     // since when it has seen connections waiting there
+  Clock::time_point window_start_{};     // of the busy window under way
+  Clock::duration worked_{};             // in it so far
+  uint32_t busy_permille_ = 0;           // of the last window closed
 };
 
 }  // namespace rot13d::daemon

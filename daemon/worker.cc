@@ -675,7 +675,9 @@ int Worker::Run() {
   epoll_event events[kMaxEvents];
   while (!quit_) {
     if (draining_ && open_ == 0) break;
-    int n = epoll_wait(epoll_.get(), events, kMaxEvents, NextTimeoutMs(Clock::now()));
+    Clock::time_point waits = Clock::now();
+    if (auto permille = balance_.Worked(now_, waits)) p_.stats->busy_permille.store(*permille, std::memory_order_relaxed);
+    int n = epoll_wait(epoll_.get(), events, kMaxEvents, NextTimeoutMs(waits));
     if (n < 0 && errno != EINTR) {
       Log(LogLevel::kError, Error(ErrnoErr() << "epoll_wait").ToString());
       return kExitFailure;

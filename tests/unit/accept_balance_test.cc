@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <vector>
 
 namespace rot13d::daemon {
@@ -17,28 +18,46 @@ const Clock::time_point kT0 = Clock::time_point{} + std::chrono::hours(24);
 // ---- BalanceWantsAccepting --------------------------------------------------------
 
 TEST(BalanceWantsAccepting, AloneOrWithNobodyElseAcceptingAlwaysAccepts) {
-  EXPECT_TRUE(BalanceWantsAccepting(1000, true, {}));
-  std::vector<PeerLoad> idle_but_full = {{0, false}, {0, false}};
-  EXPECT_TRUE(BalanceWantsAccepting(1000, true, idle_but_full)) << "never leave the listeners unwatched";
+  EXPECT_TRUE(BalanceWantsAccepting(1000, true, true, {}));
+  std::vector<PeerLoad> idle_but_full = {{0, false, false}, {0, false, false}};
+  EXPECT_TRUE(BalanceWantsAccepting(1000, true, true, idle_but_full)) << "never leave the listeners unwatched";
+}
+
+TEST(BalanceWantsAccepting, FewConnectionsStayWhereTheKernelPutThem) {
+  // 32 over two workers, all on this one: the share is 16, the margin 16.
+  std::vector<PeerLoad> idle = {{0, true, false}};
+  EXPECT_TRUE(BalanceWantsAccepting(16, false, true, idle));
+  EXPECT_TRUE(BalanceWantsAccepting(32, false, true, idle));
+  EXPECT_FALSE(BalanceWantsAccepting(33, false, true, idle));  // share 16.5: 33 > 32.5
 }
 
 TEST(BalanceWantsAccepting, StepsBackAboveTheShareByTheMarginAndReturnsAtTheShare) {
-  std::vector<PeerLoad> peer = {{10, true}};
-  // Share of 14+10 over two is 12; the margin is 4 at this size.
-  EXPECT_TRUE(BalanceWantsAccepting(14, true, peer));
-  EXPECT_TRUE(BalanceWantsAccepting(16, true, peer));   // share 13, 16 <= 13 + 4
-  EXPECT_TRUE(BalanceWantsAccepting(18, true, peer));   // share 14: 18 is at the margin, still in
-  EXPECT_FALSE(BalanceWantsAccepting(19, true, peer));  // share 14.5: 19 > 18.5, steps back
+  std::vector<PeerLoad> peer = {{1000, true, false}};
+  // 1,100 + 1,000 over two: share 1,050, margin 65.6 (1/16).
+  EXPECT_TRUE(BalanceWantsAccepting(1100, false, true, peer));
+  EXPECT_TRUE(BalanceWantsAccepting(1130, false, true, peer));   // share 1,065, margin 66.6
+  EXPECT_FALSE(BalanceWantsAccepting(1140, false, true, peer));  // share 1,070, margin 66.9
   // Held back, it comes back only at or below the share: hysteresis.
-  EXPECT_FALSE(BalanceWantsAccepting(12, false, peer));  // share 11
-  EXPECT_TRUE(BalanceWantsAccepting(10, false, peer));   // share 10
+  EXPECT_FALSE(BalanceWantsAccepting(1010, false, false, peer));  // share 1,005
+  EXPECT_TRUE(BalanceWantsAccepting(1000, false, false, peer));   // share 1,000
 }
 
 TEST(BalanceWantsAccepting, MarginGrowsWithTheShare) {
-  // 3200 + 3200 over 2: share 3200, margin 100 (1/32).
-  std::vector<PeerLoad> peer = {{3000, true}};
-  EXPECT_TRUE(BalanceWantsAccepting(3150, true, peer));   // share 3075, margin 96
-  EXPECT_FALSE(BalanceWantsAccepting(3400, true, peer));  // share 3200, margin 100
+  // 5,000 over 2: share 5,000, margin 312.5: 10,000 idle within 1.14.
+  std::vector<PeerLoad> peer = {{4700, true, false}};
+  EXPECT_TRUE(BalanceWantsAccepting(5300, false, true, peer));   // share 5,000
+  EXPECT_FALSE(BalanceWantsAccepting(5700, false, true, peer));  // share 5,200, margin 325
+}
+
+TEST(BalanceWantsAccepting, ASaturatedWorkerLeavesNewClientsToOneWithTime) {
+  std::vector<PeerLoad> has_time = {{40, true, false}};
+  EXPECT_FALSE(BalanceWantsAccepting(10, true, true, has_time)) << "fewer connections, but no time for them";
+  EXPECT_TRUE(BalanceWantsAccepting(10, false, true, has_time));
+  // Every sibling saturated too, or not accepting: the counts decide.
+  std::vector<PeerLoad> busy = {{40, true, true}};
+  EXPECT_TRUE(BalanceWantsAccepting(10, true, true, busy));
+  std::vector<PeerLoad> not_accepting = {{0, false, false}};
+  EXPECT_TRUE(BalanceWantsAccepting(10, true, true, not_accepting));
 }
 
 // ---- AcceptBalance over a table of slots --------------------------------------------
@@ -47,8 +66,9 @@ class AcceptBalanceTest : public ::testing::Test {
  protected:
   static constexpr uint64_t kKey = 42;
   void SetSlot(size_t i, WorkerPhase phase, uint32_t open, bool accepting, Clock::time_point heartbeat,
-               uint64_t key = kKey) {
+               uint64_t key = kKey, uint32_t busy_permille = 0) {
     table_[i].SetPhase(phase);
+    table_[i].busy_permille.store(busy_permille);
     table_[i].open_connections.store(open);
     table_[i].accepting.store(accepting ? 1 : 0);
     table_[i].listener_key.store(key);
@@ -67,23 +87,23 @@ TEST_F(AcceptBalanceTest, BalancesAgainstLiveSiblingsOfTheSameListenersOnly) {
   SetSlot(1, WorkerPhase::kAccepting, 0, true, kT0);
   AcceptBalance b(&table_[0], table_.data(), table_.size());
   b.Start(kKey, kT0);
-  EXPECT_FALSE(b.Allows(50, true, kT0)) << "50 against an idle sibling";
+  EXPECT_FALSE(b.Allows(100, true, kT0)) << "100 against an idle sibling";
   // A sibling on other listeners, a draining one, a stale one: none counts.
   SetSlot(1, WorkerPhase::kAccepting, 0, true, kT0, /*key=*/7);
-  EXPECT_TRUE(b.Allows(50, true, kT0));
+  EXPECT_TRUE(b.Allows(100, true, kT0));
   SetSlot(1, WorkerPhase::kDraining, 0, false, kT0);
-  EXPECT_TRUE(b.Allows(50, true, kT0));
+  EXPECT_TRUE(b.Allows(100, true, kT0));
   SetSlot(1, WorkerPhase::kAccepting, 0, true, kT0 - seconds(4));
-  EXPECT_TRUE(b.Allows(50, true, kT0)) << "a sibling silent for 4 s is stuck or stopped";
+  EXPECT_TRUE(b.Allows(100, true, kT0)) << "a sibling silent for 4 s is stuck or stopped";
 }
 
 TEST_F(AcceptBalanceTest, FindsSiblingsThatBootAfterItOnTheNextScan) {
   AcceptBalance b(&table_[0], table_.data(), table_.size());
   b.Start(kKey, kT0);
   SetSlot(2, WorkerPhase::kAccepting, 0, true, kT0);
-  EXPECT_TRUE(b.Allows(50, true, kT0)) << "not scanned yet";
+  EXPECT_TRUE(b.Allows(100, true, kT0)) << "not scanned yet";
   b.MaybeScan(kT0 + milliseconds(5));  // often at boot
-  EXPECT_FALSE(b.Allows(50, true, kT0 + milliseconds(5)));
+  EXPECT_FALSE(b.Allows(100, true, kT0 + milliseconds(5)));
 }
 
 TEST_F(AcceptBalanceTest, RecheckBacksOffWhileNothingMovesAndResetsWhenItDoes) {
@@ -92,15 +112,58 @@ TEST_F(AcceptBalanceTest, RecheckBacksOffWhileNothingMovesAndResetsWhenItDoes) {
   b.Start(kKey, kT0);
   std::vector<int64_t> seen;
   for (int i = 0; i < 6; ++i) {
-    EXPECT_FALSE(b.Allows(50, false, kT0));
+    EXPECT_FALSE(b.Allows(100, false, kT0));
     b.AfterTurn(/*held=*/true);
     seen.push_back(b.recheck().count());
   }
   EXPECT_EQ(seen, (std::vector<int64_t>{5, 10, 20, 40, 50, 50}));
   SetSlot(1, WorkerPhase::kAccepting, 3, true, kT0);  // the siblings' total moved
-  EXPECT_FALSE(b.Allows(50, false, kT0));
+  EXPECT_FALSE(b.Allows(100, false, kT0));
   b.AfterTurn(true);
   EXPECT_EQ(b.recheck(), milliseconds(5));
+}
+
+TEST_F(AcceptBalanceTest, BusyWindowsMeasureWorkAgainstWaiting) {
+  AcceptBalance b(&table_[0], table_.data(), table_.size());
+  b.Start(kKey, kT0);
+  // Turns of 9 ms of work and 1 ms of waiting: the window closes on the
+  // first turn that ends 50 ms or more after it began.
+  Clock::time_point t = kT0;
+  std::optional<uint32_t> published;
+  for (int i = 0; i < 6; ++i, t += milliseconds(10)) {
+    EXPECT_FALSE(published) << "published before its window closed, at turn " << i;
+    published = b.Worked(t, t + milliseconds(9));
+  }
+  ASSERT_TRUE(published);
+  EXPECT_EQ(*published, 54u * 1000 / 59);  // 54 ms of work in 59
+  EXPECT_TRUE(b.Saturated(t));
+  EXPECT_FALSE(b.Saturated(t + milliseconds(200))) << "a verdict that old hides a wait since";
+  // Mostly waiting: 1 ms of work a turn.
+  published.reset();
+  for (int i = 0; i < 6; ++i, t += milliseconds(10)) {
+    EXPECT_FALSE(published) << i;
+    published = b.Worked(t, t + milliseconds(1));
+  }
+  ASSERT_TRUE(published);
+  EXPECT_EQ(*published, 6u * 1000 / 52);
+  EXPECT_FALSE(b.Saturated(t));
+}
+
+TEST_F(AcceptBalanceTest, SaturatedSiblingsCountOnlyWhileAwake) {
+  // A sibling with more connections but time to spare takes the new ones
+  // from a saturated worker; asleep since long, its last verdict is void.
+  SetSlot(1, WorkerPhase::kAccepting, 40, true, kT0, kKey, /*busy_permille=*/950);
+  AcceptBalance b(&table_[0], table_.data(), table_.size());
+  b.Start(kKey, kT0);
+  Clock::time_point t = kT0;
+  for (int i = 0; i < 6; ++i, t += milliseconds(10)) (void)b.Worked(t, t + milliseconds(10));
+  ASSERT_TRUE(b.Saturated(t));
+  SetSlot(1, WorkerPhase::kAccepting, 40, true, t, kKey, 950);
+  EXPECT_TRUE(b.Allows(10, true, t)) << "both saturated: the counts decide";
+  SetSlot(1, WorkerPhase::kAccepting, 40, true, t, kKey, 100);
+  EXPECT_FALSE(b.Allows(10, true, t)) << "the sibling has time";
+  SetSlot(1, WorkerPhase::kAccepting, 40, true, t - milliseconds(500), kKey, 950);
+  EXPECT_FALSE(b.Allows(10, true, t)) << "a sibling asleep in epoll_wait is not busy";
 }
 
 TEST_F(AcceptBalanceTest, BacklogIsRescuedAfterItWaited20Ms) {
