@@ -19,9 +19,11 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -35,8 +37,8 @@
 namespace {
 
 constexpr unsigned kRingEntries = 1024;
-constexpr unsigned kBufferCount = 512;  // a power of two: the provided-buffer ring's size
-constexpr unsigned kBufferSize = 16 * 1024;
+constexpr unsigned kBufferCount = 1024;  // a power of two: the provided-buffer ring's size
+constexpr unsigned kBufferSize = 32 * 1024;
 constexpr int kBufferGroup = 0;
 
 // user_data: the operation in the top byte, the descriptor below it.
@@ -52,8 +54,12 @@ struct Piece {
   uint32_t offset, length;
 };
 
+constexpr size_t kMaxIov = 16;
+
 struct Conn {
-  std::deque<Piece> out;  // front() is in flight when sending
+  std::deque<Piece> out;  // the first min(size, kMaxIov) are in flight when sending
+  iovec iov[kMaxIov];     // the send in flight's, kept until it completes
+  msghdr msg;
   bool sending = false;
   bool receiving = false;
   bool eof = false;  // no more receives: close once out is empty
@@ -140,10 +146,23 @@ class Worker {
     conns_[static_cast<size_t>(fd)]->receiving = true;
   }
 
-  void SendFront(int fd, Conn& c) {
-    const Piece& p = c.out.front();
+  // Everything queued leaves in one sendmsg (up to kMaxIov buffers): a large
+  // message arrives as several buffers, and one operation sends them all.
+  void SendQueued(int fd, Conn& c) {
+    size_t n = std::min(c.out.size(), kMaxIov);
+    for (size_t i = 0; i < n; ++i) {
+      const Piece& p = c.out[i];
+      c.iov[i] = iovec{Buffer(p.bid) + p.offset, p.length};
+    }
+    c.msg = msghdr{};
+    c.msg.msg_iov = c.iov;
+    c.msg.msg_iovlen = n;
     io_uring_sqe* sqe = Sqe();
-    io_uring_prep_send(sqe, fd, Buffer(p.bid) + p.offset, p.length, MSG_NOSIGNAL);
+    if (n == 1) {
+      io_uring_prep_send(sqe, fd, c.iov[0].iov_base, c.iov[0].iov_len, MSG_NOSIGNAL);
+    } else {
+      io_uring_prep_sendmsg(sqe, fd, &c.msg, MSG_NOSIGNAL);
+    }
     io_uring_sqe_set_data64(sqe, Tag(Op::kSend, fd));
     c.sending = true;
   }
@@ -202,7 +221,7 @@ class Worker {
     if (res > 0) {
       auto bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
       c.out.push_back(Piece{bid, 0, static_cast<uint32_t>(res)});
-      if (!c.sending) SendFront(fd, c);
+      if (!c.sending) SendQueued(fd, c);
       if (!more) ArmRecv(fd);  // the kernel ended the multishot (e.g. a full completion queue)
       return;
     }
@@ -224,15 +243,19 @@ class Worker {
       else shutdown(fd, SHUT_RDWR);  // ends the multishot receive, whose last completion closes
       return;
     }
-    Piece& p = c.out.front();
-    p.offset += static_cast<uint32_t>(res);
-    p.length -= static_cast<uint32_t>(res);
-    if (p.length == 0) {
+    auto left = static_cast<uint32_t>(res);
+    while (left > 0) {
+      Piece& p = c.out.front();
+      uint32_t take = std::min(left, p.length);
+      p.offset += take;
+      p.length -= take;
+      left -= take;
+      if (p.length > 0) break;
       GiveBack(p.bid);
       c.out.pop_front();
     }
     if (!c.out.empty()) {
-      SendFront(fd, c);
+      SendQueued(fd, c);
     } else if (c.eof && !c.receiving) {
       Close(fd);
     }
