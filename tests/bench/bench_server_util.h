@@ -3,14 +3,18 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace bench {
 
@@ -77,6 +81,41 @@ inline void AnnounceListening(int fd) {
   inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
   std::printf("listening on %s:%u\n", host, ntohs(sa.sin_port));
   std::fflush(stdout);
+}
+
+// The prefork model of the echo references: forks `workers` children that run
+// worker(listener) and die with the parent, announces the port, and waits for
+// SIGTERM or SIGINT to kill them. Returns main's exit code.
+inline int RunPrefork(int listener, int workers, void (*worker)(int listener)) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  pid_t parent = getpid();
+  std::vector<pid_t> children;
+  for (int i = 0; i < workers; ++i) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("fork");
+      return 1;
+    }
+    if (pid == 0) {
+      sigprocmask(SIG_UNBLOCK, &mask, nullptr);
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(1);
+      signal(SIGPIPE, SIG_IGN);
+      worker(listener);
+      _exit(1);
+    }
+    children.push_back(pid);
+  }
+  AnnounceListening(listener);
+  int sig = 0;
+  sigwait(&mask, &sig);
+  for (pid_t pid : children) kill(pid, SIGKILL);
+  for (pid_t pid : children) waitpid(pid, nullptr, 0);
+  return 0;
 }
 
 }  // namespace bench

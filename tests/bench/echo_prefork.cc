@@ -14,17 +14,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -154,32 +150,5 @@ int main(int argc, char** argv) {
   bench::ServerArgs args = bench::ParseServerArgs(argc, argv, "bench_echo_prefork");
   bench::RaiseFdLimit();
   int listener = bench::Listen(args.address, /*nonblocking=*/true);
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  sigprocmask(SIG_BLOCK, &mask, nullptr);
-  pid_t parent = getpid();
-  std::vector<pid_t> children;
-  for (int i = 0; i < args.workers; ++i) {
-    pid_t pid = fork();
-    if (pid < 0) {
-      std::perror("fork");
-      return 1;
-    }
-    if (pid == 0) {
-      sigprocmask(SIG_UNBLOCK, &mask, nullptr);
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(1);
-      signal(SIGPIPE, SIG_IGN);
-      WorkerLoop(listener);
-    }
-    children.push_back(pid);
-  }
-  bench::AnnounceListening(listener);
-  int sig = 0;
-  sigwait(&mask, &sig);
-  for (pid_t pid : children) kill(pid, SIGKILL);
-  for (pid_t pid : children) waitpid(pid, nullptr, 0);
-  return 0;
+  return bench::RunPrefork(listener, args.workers, WorkerLoop);
 }

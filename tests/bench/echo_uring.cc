@@ -15,18 +15,14 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -96,7 +92,7 @@ class Worker {
     p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
     p.cq_entries = kRingEntries * 8;
     if (io_uring_queue_init_params(kRingEntries, &ring_, &p) < 0) {
-      p = io_uring_params{};  // kernels before 6.1 know neither flag
+      p = io_uring_params{};  // DEFER_TASKRUN came with Linux 6.1
       p.flags = IORING_SETUP_CQSIZE;
       p.cq_entries = kRingEntries * 8;
       if (io_uring_queue_init_params(kRingEntries, &ring_, &p) < 0) _exit(1);
@@ -112,7 +108,8 @@ class Worker {
     reg.ring_entries = kBufferCount;
     reg.bgid = kBufferGroup;
     if (io_uring_register_buf_ring(&ring_, &reg, 0) != 0) _exit(1);
-    memory_ = std::make_unique<uint8_t[]>(size_t{kBufferCount} * kBufferSize);
+    // Not zeroed: a page costs memory only once a receive has used it.
+    memory_.reset(new uint8_t[size_t{kBufferCount} * kBufferSize]);
     for (unsigned i = 0; i < kBufferCount; ++i) {
       io_uring_buf_ring_add(buffers_, Buffer(static_cast<uint16_t>(i)), kBufferSize, static_cast<uint16_t>(i),
                             io_uring_buf_ring_mask(kBufferCount), static_cast<int>(i));
@@ -271,38 +268,13 @@ class Worker {
   std::vector<int> starved_;
 };
 
+void RunWorker(int listener) { Worker(listener).Run(); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bench::ServerArgs args = bench::ParseServerArgs(argc, argv, "bench_echo_uring");
   bench::RaiseFdLimit();
   int listener = bench::Listen(args.address, /*nonblocking=*/false);
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  sigprocmask(SIG_BLOCK, &mask, nullptr);
-  pid_t parent = getpid();
-  std::vector<pid_t> children;
-  for (int i = 0; i < args.workers; ++i) {
-    pid_t pid = fork();
-    if (pid < 0) {
-      std::perror("fork");
-      return 1;
-    }
-    if (pid == 0) {
-      sigprocmask(SIG_UNBLOCK, &mask, nullptr);
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(1);
-      signal(SIGPIPE, SIG_IGN);
-      Worker(listener).Run();
-    }
-    children.push_back(pid);
-  }
-  bench::AnnounceListening(listener);
-  int sig = 0;
-  sigwait(&mask, &sig);
-  for (pid_t pid : children) kill(pid, SIGKILL);
-  for (pid_t pid : children) waitpid(pid, nullptr, 0);
-  return 0;
+  return bench::RunPrefork(listener, args.workers, RunWorker);
 }
