@@ -30,6 +30,8 @@ struct Config {
   int backlog = 4096;
   int workers = 0;                    // 0 means "auto"
   int max_connections = 10000;        // per worker
+  // Open connections from one client address (after PROXY), over all workers; 0 = no limit.
+  int max_connections_per_address = 0;
   size_t buffer_size = 64 * 1024;     // bytes kept per connection at most
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(300)};  // 0 = never
   std::chrono::milliseconds shutdown_timeout{std::chrono::seconds(30)};

@@ -29,6 +29,8 @@ constexpr ConfigKey kKeys[] = {
     {"workers", IntegerOrAutoKind{&Config::workers, 1, kMaxWorkers},
      "worker processes; \"auto\" = the CPUs this process may run on"},
     {"max_connections", IntegerKind<int>{&Config::max_connections, 1, 1 << 20}, "open connections per worker"},
+    {"max_connections_per_address", IntegerKind<int>{&Config::max_connections_per_address, 0, 1 << 20},
+     "open connections from one client address (the PROXY header's, if any) over all workers (0 = no limit)"},
     {"buffer_size", IntegerKind<size_t>{&Config::buffer_size, 1024, 64 << 20},
      "bytes read at once and kept per connection at most"},
     {"idle_timeout", SecondsKind{&Config::idle_timeout, 7 * 86400},

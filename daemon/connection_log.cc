@@ -62,6 +62,7 @@ std::string ConnectionLogMessage(const ClosedConnection& c) {
     out += ")";
   }
   if (!c.proxy_error.empty()) out += "; PROXY header " + c.proxy_error;
+  if (!c.refused.empty()) out += "; refused: " + c.refused;
   return out;
 }
 
@@ -133,7 +134,8 @@ ConnectionLogger::ConnectionLogger(ConnectionLog mode, LineLimit::Settings limit
     : mode_(mode), limit_(limit), worker_pid_(std::to_string(getpid())) {}
 
 void ConnectionLogger::Closed(BorrowedFd fd, CloseReason reason, uint64_t duration_us, uint64_t bytes_in,
-                              uint64_t bytes_out, Clock::time_point now, const ProxyContext& proxy) {
+                              uint64_t bytes_out, Clock::time_point now, const ProxyContext& proxy,
+                              const char* refused) {
   LogLevel level = ConnectionLogLevel(reason);
   if (!limit_.Admit(level, now)) return;  // counted; no address looked up
   SocketEnds ends = EndsOf(fd);
@@ -146,6 +148,7 @@ void ConnectionLogger::Closed(BorrowedFd fd, CloseReason reason, uint64_t durati
     c.unique_id = EscapedUniqueId(h->unique_id());
   }
   if (proxy.note.failure) c.proxy_error = std::string(proxy.note.failure) + ": " + proxy.note.detail;
+  if (refused) c.refused = refused;
   std::vector<LogField> fields{
       {"PEER", c.peer},
       {"LOCAL", c.local},
@@ -158,6 +161,7 @@ void ConnectionLogger::Closed(BorrowedFd fd, CloseReason reason, uint64_t durati
   if (!c.via.empty()) fields.push_back({"PROXY_VIA", c.via});
   if (!c.unique_id.empty()) fields.push_back({"UNIQUE_ID", c.unique_id});
   if (!c.proxy_error.empty()) fields.push_back({"PROXY_ERROR", c.proxy_error});
+  if (!c.refused.empty()) fields.push_back({"REFUSED", c.refused});
   Log(level, ConnectionLogMessage(c), fields);
 }
 

@@ -43,6 +43,8 @@ struct ClosedConnection {
   std::string via{};
   std::string unique_id{};
   std::string proxy_error{};
+  // Why it was refused at once ("over max_connections_per_address"), if it was.
+  std::string refused{};
 };
 
 // Why a connection on a PROXY listener was closed before its header was complete.
@@ -68,7 +70,7 @@ LogLevel ConnectionLogLevel(CloseReason reason);
 // "connection from 127.0.0.1:41234 to 127.0.0.1:1067 closed: client_eof after
 // 0.001234 s, 5 bytes in, 5 bytes out", then " (via 127.0.0.1:50312, unique
 // id \"abc\")" for a proxied one and "; PROXY header timeout: ..." for a failed
-// header.
+// header; "; refused: over max_connections_per_address" for one refused at once.
 std::string ConnectionLogMessage(const ClosedConnection& c);
 
 struct SocketEnds {
@@ -133,7 +135,7 @@ class ConnectionLogger {
   }
   // Logs (or counts) the connection on `fd`, which is still open.
   void Closed(BorrowedFd fd, CloseReason reason, uint64_t duration_us, uint64_t bytes_in, uint64_t bytes_out,
-              Clock::time_point now, const ProxyContext& proxy = {});
+              Clock::time_point now, const ProxyContext& proxy = {}, const char* refused = nullptr);
   // Every loop turn: the summary line when one is due.
   void Tick(Clock::time_point now) {
     if (mode_ != ConnectionLog::kOff) Summarize(now, false);

@@ -45,6 +45,8 @@ constexpr int kAcceptBatch = 64;
 // listener that stays readable (accept(2) leaves the connection queued).
 constexpr milliseconds kAcceptPauseOnExhaustion{250};
 constexpr std::chrono::seconds kExhaustionLogInterval{10};
+// What the connection log says of a connection max_connections_per_address refused.
+constexpr const char* kPerAddressRefusal = "over max_connections_per_address";
 // Workers serve the same listeners when they hold the same socket inodes
 // (shared across fork); the key names that set, so a worker balances only
 // against siblings that can take the connections it leaves.
@@ -87,6 +89,8 @@ struct Connection {
   ConnectionEngine engine;
   Interest registered;
   ProxyStage proxy = ProxyStage::kNone;  // in padding: the size is unchanged
+  // Where max_connections_per_address counts it (AddressTable::kNoEntry: nowhere). In padding too.
+  uint32_t address_entry = AddressTable::kNoEntry;
   Clock::time_point last_active;
   Clock::time_point accepted;  // for the connection-duration histogram
   // Intrusive list in order of last activity, oldest first, for the idle sweep.
@@ -156,17 +160,25 @@ class Worker {
   void Accept(size_t index, bool balanced = true);
   void RescueBacklog();
   void ReportExhaustion(int error);
-  void AddConnection(UniqueFd fd, bool tcp, ProxyProtocol proxy);
+  void AddConnection(UniqueFd fd, bool tcp, ProxyProtocol proxy, uint32_t address_entry);
+  // max_connections_per_address: whether a connection from `peer` may open;
+  // where it is counted goes to `entry`.
+  bool LimitingAddresses() const { return p_.addresses && p_.max_connections_per_address > 0; }
+  bool AdmitAddress(const sockaddr* peer, socklen_t len, uint32_t* entry);
+  void RefuseAtAccept(UniqueFd fd);
   void OnConnectionEvent(Connection* c, uint32_t events);
   // PROXY listeners: the header before anything else.
   bool Trusted(const sockaddr_storage& peer) const;
   void OnHeaderEvent(Connection* c);
   void HeaderDone(Connection* c, std::span<uint8_t> rest);
+  bool AdmitAfterHeader(Connection* c);
   void FailHeader(Connection* c, ProxyFailure failure, const char* detail);
   void SweepHeaders(Clock::time_point now);
   // `undelivered`: bytes read and not sent; between events, what is pending.
   // `note`: why its PROXY header failed, for the connection log.
-  void CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered, ProxyNote note = {});
+  // `refused`: why it was refused, for the connection log.
+  void CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered, ProxyNote note = {},
+                       const char* refused = nullptr);
   void CloseConnection(Connection* c, CloseReason reason) { CloseConnection(c, reason, c->engine.pending_size()); }
   void Touch(Connection* c);
   ConnectionList& ListOf(const Connection* c) { return c->proxy == ProxyStage::kAwaiting ? awaiting_ : active_; }
@@ -211,6 +223,7 @@ class Worker {
   Clock::time_point last_tick_{};
   Clock::time_point last_exhaustion_log_{};
   uint64_t exhaustion_count_ = 0;
+  Clock::time_point last_uncounted_log_{};
 };
 
 int Worker::Boot() {
@@ -368,7 +381,8 @@ void Worker::Accept(size_t index, bool balanced) {
     // Only a PROXY listener needs the peer now: to check it may send a header.
     sockaddr_storage peer{};
     socklen_t peer_len = sizeof peer;
-    bool want_peer = proxy != ProxyProtocol::kOff;
+    // And max_connections_per_address, on a plain listener, to count it.
+    bool want_peer = proxy != ProxyProtocol::kOff || LimitingAddresses();
     int fd = accept4(p_.listeners[index].get(), want_peer ? reinterpret_cast<sockaddr*>(&peer) : nullptr,
                      want_peer ? &peer_len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
@@ -377,7 +391,14 @@ void Worker::Accept(size_t index, bool balanced) {
         Bump(p_.stats->proxy_errors[static_cast<size_t>(ProxyFailure::kUntrusted)], uint64_t{1});
         continue;  // closed unanswered: not a connection we serve
       }
-      AddConnection(std::move(owned), listener_is_tcp_[index], proxy);
+      uint32_t entry = AddressTable::kNoEntry;
+      // On a PROXY listener the client's address comes with the header (HeaderDone).
+      if (proxy == ProxyProtocol::kOff && LimitingAddresses() &&
+          !AdmitAddress(reinterpret_cast<const sockaddr*>(&peer), peer_len, &entry)) {
+        RefuseAtAccept(std::move(owned));
+        continue;
+      }
+      AddConnection(std::move(owned), listener_is_tcp_[index], proxy, entry);
       continue;
     }
     if (errno != EAGAIN && errno != EINTR) Bump(p_.stats->accept_errors, uint64_t{1});
@@ -437,7 +458,36 @@ bool Worker::Trusted(const sockaddr_storage& peer) const {
   return std::any_of(p_.proxy_trusted.begin(), p_.proxy_trusted.end(), [&](const Cidr& n) { return n.Contains(sa); });
 }
 
-void Worker::AddConnection(UniqueFd fd, bool tcp, ProxyProtocol proxy) {
+bool Worker::AdmitAddress(const sockaddr* peer, socklen_t len, uint32_t* entry) {
+  std::optional<ClientAddress> address = ClientAddressOf(peer, len);
+  if (!address) return true;  // a unix socket's client: no address to count
+  auto limit = static_cast<uint32_t>(p_.max_connections_per_address);
+  AddressTable::Admission a = p_.addresses->Admit(*address, p_.address_owner, limit);
+  switch (a.verdict) {
+    case AddressTable::Verdict::kAdmitted: *entry = a.entry; return true;
+    case AddressTable::Verdict::kOverLimit: return false;
+    case AddressTable::Verdict::kUncounted: break;
+  }
+  // Fail open, said once a minute at most: see common/address_table.h.
+  if (last_uncounted_log_ == Clock::time_point{} || now_ - last_uncounted_log_ >= std::chrono::minutes(1)) {
+    last_uncounted_log_ = now_;
+    Log(LogLevel::kWarning, "the per-address table has no room near a client's address: its connection is not "
+                            "counted against max_connections_per_address (" +
+                                Count(p_.addresses->uncounted(), "uncounted connection") + " so far)");
+  }
+  return true;
+}
+
+// Closed before a byte either way; the table counted it as refused. Like a
+// PROXY listener's untrusted source, it is no connection served: not in the
+// accepted or closed counts.
+void Worker::RefuseAtAccept(UniqueFd fd) {
+  if (connection_log_.Wants(CloseReason::kError)) {
+    connection_log_.Closed(fd.borrow(), CloseReason::kError, 0, 0, 0, now_, {}, kPerAddressRefusal);
+  }
+}
+
+void Worker::AddConnection(UniqueFd fd, bool tcp, ProxyProtocol proxy, uint32_t address_entry) {
   // A reply that leaves in more than one send() (larger than buffer_size, or
   // a request that came in pieces) must not wait for the client's delayed
   // ACK of the first part: Nagle would hold the tail back 40 ms.
@@ -455,9 +505,11 @@ void Worker::AddConnection(UniqueFd fd, bool tcp, ProxyProtocol proxy) {
   ev.data.u64 = static_cast<uint64_t>(raw_fd);
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, raw_fd, &ev) != 0) {
     Log(LogLevel::kWarning, Error(ErrnoErr() << "epoll_ctl on a new connection").ToString());
+    if (address_entry != AddressTable::kNoEntry) p_.addresses->Release(address_entry, p_.address_owner);
     return;  // c closes the fd
   }
   conn->registered = {true, false};
+  conn->address_entry = address_entry;
   by_fd_[static_cast<size_t>(raw_fd)] = std::move(c);
   ++open_;
   p_.stats->open_connections.store(static_cast<uint32_t>(open_), std::memory_order_relaxed);
@@ -477,7 +529,8 @@ void Worker::Touch(Connection* c) {
   active_.Append(c);
 }
 
-void Worker::CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered, ProxyNote note) {
+void Worker::CloseConnection(Connection* c, CloseReason reason, uint64_t undelivered, ProxyNote note,
+                             const char* refused) {
   auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now_ - c->accepted).count());
   Bump(p_.stats->duration_buckets[DurationBucket(micros)], uint64_t{1});
   Bump(p_.stats->duration_sum_us, micros);
@@ -486,8 +539,9 @@ void Worker::CloseConnection(Connection* c, CloseReason reason, uint64_t undeliv
   if (connection_log_.Wants(reason)) {
     const ProxyHeader* proxied = c->proxy == ProxyStage::kProxied ? proxy_[fd].header.get() : nullptr;
     connection_log_.Closed(c->fd.borrow(), reason, micros, c->bytes_in, c->bytes_in - undelivered, now_,
-                           {proxied, note});
+                           {proxied, note}, refused);
   }
+  if (c->address_entry != AddressTable::kNoEntry) p_.addresses->Release(c->address_entry, p_.address_owner);
   ListOf(c).Remove(c);
   if (c->proxy != ProxyStage::kNone) proxy_.erase(fd);
   by_fd_[static_cast<size_t>(fd)].reset();  // closing removes it from epoll
@@ -582,6 +636,9 @@ void Worker::HeaderDone(Connection* c, std::span<uint8_t> rest) {
   }
   c->last_active = now_;
   active_.Append(c);
+  if (LimitingAddresses() && !AdmitAfterHeader(c)) {
+    return CloseConnection(c, CloseReason::kError, 0, {}, kPerAddressRefusal);
+  }
   if (!rest.empty()) {
     SocketIo io{fd};
     uint64_t sent = 0;
@@ -592,6 +649,19 @@ void Worker::HeaderDone(Connection* c, std::span<uint8_t> rest) {
     if (step == Step::kClose) return CloseConnection(c, c->engine.close_reason(), rest.size() - sent);
   }
   if (!UpdateInterest(c)) CloseConnection(c, CloseReason::kError);
+}
+
+// The client's address is the header's; after a LOCAL or UNKNOWN header,
+// the connection's own.
+bool Worker::AdmitAfterHeader(Connection* c) {
+  if (c->proxy == ProxyStage::kProxied) {
+    const ProxyHeader& h = *proxy_[c->fd.get()].header;
+    return AdmitAddress(reinterpret_cast<const sockaddr*>(&h.source), h.source_len, &c->address_entry);
+  }
+  sockaddr_storage peer{};
+  socklen_t len = sizeof peer;
+  if (getpeername(c->fd.get(), reinterpret_cast<sockaddr*>(&peer), &len) != 0) return true;  // reset: its read says so
+  return AdmitAddress(reinterpret_cast<const sockaddr*>(&peer), len, &c->address_entry);
 }
 
 // Closed without a byte of answer; counted by why, and told in the
@@ -755,6 +825,7 @@ WorkerParams ParamsFor(const Config& config) {
   WorkerParams p;
   p.buffer_size = config.buffer_size;
   p.max_connections = config.max_connections;
+  p.max_connections_per_address = config.max_connections_per_address;
   p.idle_timeout = config.idle_timeout;
   p.connection_log = config.connection_log;
   p.proxy_trusted = config.proxy_trusted;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/address_table.h"
 #include "common/config.h"
 #include "common/signals.h"
 #include "common/stats.h"
@@ -27,6 +28,7 @@ struct WorkerParams {
   // The configuration's settings (ParamsFor); until set, its defaults.
   size_t buffer_size = Config{}.buffer_size;
   int max_connections = Config{}.max_connections;
+  int max_connections_per_address = Config{}.max_connections_per_address;  // 0 = no limit
   std::chrono::milliseconds idle_timeout = Config{}.idle_timeout;  // 0 = never
   ConnectionLog connection_log = Config{}.connection_log;
   // The longest wait between two turns of the loop, each of which stamps the
@@ -38,6 +40,9 @@ struct WorkerParams {
   // balancing, the kernel's choice stands.
   const WorkerStats* all_stats = nullptr;
   size_t all_stats_count = 0;
+  // Open connections per client address, shared with every worker; null: no limit.
+  AddressTable* addresses = nullptr;
+  uint32_t address_owner = 0;  // this worker's owner index in it: its counter slot
   BorrowedFd ready_fd;                        // eventfd poked when the worker's phase changes
   // An eventfd every worker watches, edge-triggered, and never reads: a write
   // wakes them all. A worker that steps back for balance while connections

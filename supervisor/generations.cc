@@ -187,6 +187,8 @@ Snapshot Supervisor::TakeSnapshot() const {
   snap.stopping = stopping_;
   snap.last_reload = last_reload_;
   snap.totals = pool_.Totals();
+  snap.refused_per_address = pool_.addresses().refused();
+  snap.per_address_uncounted = pool_.addresses().uncounted();
   snap.workers = pool_.Describe();
   return snap;
 }

@@ -149,6 +149,9 @@ std::string SerializeHandover(const Handover& h) {
   std::string out = "rot13d-handover " + std::to_string(h.format) + "\n";
   Line(out, "from") << h.from_version;
   Line(out, "stats") << h.stats_fd << h.stats_slots << h.stats_slot_size << h.stats_layout;
+  if (h.addresses_fd >= 0) {
+    Line(out, "addresses") << h.addresses_fd << h.addresses_entries << h.addresses_owners << h.addresses_layout;
+  }
   Line(out, "ready") << h.ready_fd;
   Line(out, "nudge") << h.nudge_fd;
   Line(out, "activated") << h.activated;
@@ -203,6 +206,11 @@ Result<Handover> ParseHandover(std::string_view text) {
       h.stats_slots = f.Number<size_t>();
       h.stats_slot_size = f.Number<size_t>();
       h.stats_layout = f.Number<uint32_t>();
+    } else if (key == "addresses") {
+      h.addresses_fd = f.Number<int>();
+      h.addresses_entries = f.Number<size_t>();
+      h.addresses_owners = f.Number<size_t>();
+      h.addresses_layout = f.Number<uint32_t>();
     } else if (key == "ready") {
       h.ready_fd = f.Number<int>();
     } else if (key == "nudge") {
@@ -290,6 +298,10 @@ Status CheckHandover(const Handover& h) {
     return Err() << "the workers' counter table has layout " << h.stats_layout << " with " << h.stats_slot_size
                  << "-byte slots; this binary has layout " << kStatsLayout << " with " << sizeof(WorkerStats)
                  << "-byte slots";
+  }
+  if (h.addresses_fd >= 0 && h.addresses_layout != kAddressTableLayout) {
+    return Err() << "the per-address counts have layout " << h.addresses_layout << "; this binary has layout "
+                 << kAddressTableLayout;
   }
   if (h.stats_slots == 0 || h.stats_slots > 1000000) return Err() << "the counter table has " << h.stats_slots << " slots";
   for (const WorkerRecord& w : h.workers) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/address_table.h"
 #include "common/stats.h"
 #include "supervisor/metrics.h"
 #include "supervisor/planner.h"
@@ -52,6 +53,11 @@ struct Handover {
   size_t stats_slots = 0;
   size_t stats_slot_size = 0;
   uint32_t stats_layout = 0;
+  // The per-address counts (common/address_table.h); -1 from an image without them.
+  int addresses_fd = -1;
+  size_t addresses_entries = 0;
+  size_t addresses_owners = 0;
+  uint32_t addresses_layout = 0;
   int ready_fd = -1;  // the eventfd workers poke on a phase change
   int nudge_fd = -1;  // the workers' accept-balance doorbell
   bool activated = false;  // the listeners came from systemd
@@ -87,7 +93,8 @@ std::string SerializeHandover(const Handover& h);
 // Parses the text; a first line of another format, or a malformed record, is an error.
 Result<Handover> ParseHandover(std::string_view text);
 // Whether this image can adopt what `h` describes: the counter table's
-// layout and slot size must be this image's.
+// layout and slot size must be this image's, and so must the per-address
+// table's layout when there is one.
 Status CheckHandover(const Handover& h);
 
 }  // namespace rot13d::supervisor

@@ -87,6 +87,11 @@ void RenderConnections(const Snapshot& s, Exposition& e) {
   for (size_t i = 0; i < kProxyFailures; ++i) {
     e.Sample("proxy_protocol_errors_total", t.proxy_errors[i], "reason", ProxyFailureName(static_cast<ProxyFailure>(i)));
   }
+  e.Family("connections_rejected_total", "counter", "Connections closed unanswered as soon as their client was known, by why.");
+  e.Sample("connections_rejected_total", s.refused_per_address, "reason", "per_address_limit");
+  e.Family("per_address_table_full_total", "counter",
+           "Connections admitted without being counted against max_connections_per_address: no room in its table.");
+  e.Sample("per_address_table_full_total", s.per_address_uncounted);
   e.Family("connection_duration_seconds", "histogram", "How long closed connections were open.");
   uint64_t cumulative = 0;
   for (size_t i = 0; i < kDurationBuckets; ++i) {

@@ -50,6 +50,10 @@ struct Snapshot {
   uint64_t reloads[kReloadResults] = {};
   uint64_t restarts[kRestartReasons] = {};
   CounterTotals totals;  // every worker's counters, those of workers gone included
+  // max_connections_per_address (common/address_table.h): connections
+  // refused over it, and those admitted uncounted for want of room.
+  uint64_t refused_per_address = 0;
+  uint64_t per_address_uncounted = 0;
   std::vector<WorkerSnapshot> workers;
 };
 

@@ -57,7 +57,7 @@ void Supervisor::RunChild(const WorkerRecord& w, const Config& config, WorkerSta
   admin_.CloseInChild();
   agent_.CloseInChild();
   requesters_.Forget();
-  BecomeWorker({config, listeners_, w.slot, w.generation, own, all, loop_.ready_fd(), nudge_.borrow(), self_});
+  BecomeWorker({config, listeners_, w.slot, w.generation, own, all, pool_.addresses(), loop_.ready_fd(), nudge_.borrow(), self_});
 }
 
 // Wait, decide, apply: the planner decides what the death means and how it

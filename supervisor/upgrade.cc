@@ -67,6 +67,7 @@ Status SetCloexec(int fd, bool on) {
 // Every descriptor the handover names: what must survive execve.
 std::vector<int> HandedOverFds(const Handover& h) {
   std::vector<int> fds{h.stats_fd, h.ready_fd, h.nudge_fd};
+  if (h.addresses_fd >= 0) fds.push_back(h.addresses_fd);
   for (const HandoverListener& l : h.listeners) fds.push_back(l.fd);
   fds.insert(fds.end(), h.requesters.begin(), h.requesters.end());
   return fds;
@@ -130,6 +131,10 @@ Handover Supervisor::BuildHandover() const {
   h.stats_slots = pool_.stats_slots();
   h.stats_slot_size = sizeof(WorkerStats);
   h.stats_layout = kStatsLayout;
+  h.addresses_fd = pool_.addresses().fd().get();
+  h.addresses_entries = pool_.addresses().entries();
+  h.addresses_owners = pool_.addresses().owners();
+  h.addresses_layout = kAddressTableLayout;
   h.ready_fd = loop_.ready_fd().get();
   h.nudge_fd = nudge_.get();
   h.activated = listeners_.activated();
@@ -275,11 +280,18 @@ std::optional<int> Supervisor::Resume(const std::string& fd_text) {
     return kExitFailure;
   }
   auto table = StatsTable::Adopt(UniqueFd(h->stats_fd), h->stats_slots);
+  // An image from before max_connections_per_address hands over none: its
+  // workers count nothing, so a new table starts right.
+  auto addresses = h->addresses_fd >= 0
+                       ? AddressTable::Adopt(UniqueFd(h->addresses_fd), h->addresses_entries, h->addresses_owners)
+                       : AddressTable::Create(AddressTable::kDefaultEntries, h->stats_slots);
   ConfigLoad running = ParseConfig(h->config, "(the running configuration)");
-  if (!table || !running.config) {
+  if (!table || !addresses || !running.config) {
     Log(LogLevel::kError, "cannot resume after the upgrade: " +
-                                 (table ? "the running configuration does not parse: " + running.errors.front().ToString()
-                                        : table.error().ToString()));
+                                 (!table       ? table.error().ToString()
+                                  : !addresses ? addresses.error().ToString()
+                                               : "the running configuration does not parse: " +
+                                                     running.errors.front().ToString()));
     return kExitFailure;
   }
   Log(LogLevel::kNotice, "rot13d " + options_.version + " executed in place (pid " + Num(static_cast<uint64_t>(self_)) +
@@ -297,7 +309,7 @@ std::optional<int> Supervisor::Resume(const std::string& fd_text) {
   std::vector<Listener> listeners;
   for (const HandoverListener& l : h->listeners) listeners.emplace_back(l.name, UniqueFd(l.fd), l.owned_path);
   listeners_.Adopt(std::move(listeners), h->activated);
-  pool_.Adopt(std::move(*table), std::move(h->workers), h->retired);
+  pool_.Adopt(std::move(*table), std::move(*addresses), std::move(h->workers), h->retired);
   activity_.Resume(h->activity);
   last_reload_ = h->last_reload;
   identity_ = h->identity;

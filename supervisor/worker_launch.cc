@@ -27,6 +27,8 @@ void BecomeWorker(const WorkerLaunch& l) {
   params.stats = &l.own;
   params.all_stats = &l.all.at(0);
   params.all_stats_count = l.all.size();
+  params.addresses = &l.addresses;
+  params.address_owner = static_cast<uint32_t>(&l.own - &l.all.at(0));
   params.ready_fd = l.ready_fd;
   params.nudge_fd = l.nudge_fd;
   params.supervisor_pid = l.supervisor;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "common/address_table.h"
 #include "common/config.h"
 #include "common/stats.h"
 #include "common/unique_fd.h"
@@ -19,6 +20,7 @@ struct WorkerLaunch {
   uint64_t generation;
   WorkerStats& own;
   const StatsTable& all;
+  AddressTable& addresses;  // owner index: own's place in all
   BorrowedFd ready_fd;  // the supervisor's wakeup
   BorrowedFd nudge_fd;  // the siblings' doorbell
   pid_t supervisor;

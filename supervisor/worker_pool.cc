@@ -12,16 +12,21 @@
 
 namespace rot13d::supervisor {
 
-Status WorkerPool::Init(size_t slots) {
+Status WorkerPool::Init(size_t slots, size_t address_entries) {
   auto table = StatsTable::Create(slots);
   if (!table) return table.error();
+  auto addresses = AddressTable::Create(address_entries, slots);
+  if (!addresses) return addresses.error();
   stats_.emplace(std::move(*table));
+  addresses_.emplace(std::move(*addresses));
   for (int i = static_cast<int>(slots) - 1; i >= 0; --i) free_stats_.push_back(i);
   return OkStatus();
 }
 
-void WorkerPool::Adopt(StatsTable table, std::vector<WorkerRecord> workers, const CounterTotals& retired) {
+void WorkerPool::Adopt(StatsTable table, AddressTable addresses, std::vector<WorkerRecord> workers,
+                       const CounterTotals& retired) {
   stats_.emplace(std::move(table));
+  addresses_.emplace(std::move(addresses));
   workers_ = std::move(workers);
   retired_ = retired;
   free_stats_.clear();
@@ -84,6 +89,9 @@ void WorkerPool::ReleaseStats(WorkerRecord& w) {
   // Connections a worker still held when it died were cut: at the shutdown
   // deadline, by a kill, by a crash. (A worker that returns has none open.)
   retired_.closed[static_cast<size_t>(CloseReason::kShutdown)] += s.open_connections.load();
+  // Its counts per address would otherwise hold places of clients long gone
+  // (and the next worker in the slot would inherit them).
+  addresses_->ReleaseOwner(static_cast<uint32_t>(w.stats_index));
   s.SetPhase(WorkerPhase::kFree);
   free_stats_.push_back(w.stats_index);
   w.stats_index = -1;

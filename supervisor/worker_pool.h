@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/address_table.h"
 #include "common/config.h"
 #include "common/stats.h"
 #include "supervisor/metrics.h"
@@ -24,14 +25,18 @@ struct AcceptingWorker {
 
 class WorkerPool {
  public:
-  // Maps the shared counter table (before the first fork).
-  Status Init(size_t slots);
-  // In a re-executed image (supervisor/handover.h): the table, the workers
+  // Maps the shared counter table and the per-address counts (before the
+  // first fork); a worker's owner index in the latter is its counter slot.
+  Status Init(size_t slots, size_t address_entries = AddressTable::kDefaultEntries);
+  // In a re-executed image (supervisor/handover.h): the tables, the workers
   // and the totals of workers gone, as the previous image left them.
-  void Adopt(StatsTable table, std::vector<WorkerRecord> workers, const CounterTotals& retired);
+  void Adopt(StatsTable table, AddressTable addresses, std::vector<WorkerRecord> workers,
+             const CounterTotals& retired);
   // For the handover.
   BorrowedFd stats_fd() const { return stats_->fd(); }
   size_t stats_slots() const { return stats_->size(); }
+  AddressTable& addresses() { return *addresses_; }
+  const AddressTable& addresses() const { return *addresses_; }
   const CounterTotals& retired() const { return retired_; }
 
   const std::vector<WorkerRecord>& all() const { return workers_; }
@@ -91,6 +96,7 @@ class WorkerPool {
 
   std::vector<WorkerRecord> workers_;
   std::optional<StatsTable> stats_;
+  std::optional<AddressTable> addresses_;
   std::vector<int> free_stats_;
   CounterTotals retired_;  // of workers gone
 };

@@ -308,6 +308,15 @@ long RssBytes(pid_t pid) {
   return -1;
 }
 
+double MetricValue(const std::string& admin, const std::string& series) {
+  Client c = Client::Connect(admin);
+  if (!c.connected() || !c.SendAll("GET /metrics HTTP/1.0\r\n\r\n")) return -1;
+  std::string answer = c.ReceiveToEof();
+  size_t at = answer.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(answer.substr(at + series.size() + 2));
+}
+
 std::string OwnAddress(const Client& c) {
   sockaddr_in sin{};
   socklen_t len = sizeof sin;
@@ -445,7 +454,7 @@ std::optional<int> Daemon::WaitExit(milliseconds timeout) {
 
 // ---------------------------------------------------------------- Client
 
-Client Client::Connect(const std::string& address, milliseconds timeout) {
+Client Client::Connect(const std::string& address, milliseconds timeout, const std::string& source) {
   Client c;
   sockaddr_storage ss{};
   socklen_t len = 0;
@@ -474,6 +483,15 @@ Client Client::Connect(const std::string& address, milliseconds timeout) {
   if (!c.fd_.valid()) {
     c.error_ = std::string("socket: ") + std::strerror(errno);
     return c;
+  }
+  if (!source.empty()) {
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    inet_pton(AF_INET, source.c_str(), &from.sin_addr);
+    if (bind(c.fd_.get(), reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+      c.error_ = "bind " + source + ": " + std::strerror(errno);
+      return c;
+    }
   }
   if (connect(c.fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) return c;
   if (errno != EINPROGRESS) {

@@ -160,8 +160,10 @@ class Daemon {
 // A stream client with deadlines on every operation; its socket is non-blocking.
 class Client {
  public:
-  // address: "127.0.0.1:PORT", "[::1]:PORT" or "unix:/path".
-  static Client Connect(const std::string& address, milliseconds timeout = kIoTimeout);
+  // address: "127.0.0.1:PORT", "[::1]:PORT" or "unix:/path". source: an IPv4
+  // address to connect from ("127.0.0.2"), or "" for the kernel's choice.
+  static Client Connect(const std::string& address, milliseconds timeout = kIoTimeout,
+                        const std::string& source = {});
 
   bool connected() const { return fd_.valid() && error_.empty(); }
   const std::string& error() const { return error_; }
@@ -185,6 +187,10 @@ class Client {
   std::string error_;
   bool eof_ = false;
 };
+
+// The value of one sample of the admin endpoint's /metrics at `admin`
+// ("unix:/path" or "127.0.0.1:PORT"), e.g. "rot13d_connections_accepted_total"; -1 if absent.
+double MetricValue(const std::string& admin, const std::string& series);
 
 // A TCP client's own end, as the server sees it as the peer: "127.0.0.1:PORT"
 // ("?" when it cannot be read).

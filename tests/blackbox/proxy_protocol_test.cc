@@ -10,42 +10,10 @@
 #include <vector>
 
 #include "tests/blackbox/daemon_test.h"
+#include "tests/blackbox/proxy_header.h"
 
 namespace rot13d::blackbox {
 namespace {
-
-const std::string kSignature("\r\n\r\n\0\r\nQUIT\n", 12);
-
-// CRC32c, bit by bit: the test's own reference for the header's checksum.
-uint32_t Crc32c(std::string_view data) {
-  uint32_t crc = 0xFFFFFFFF;
-  for (unsigned char b : data) {
-    crc ^= b;
-    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1)));
-  }
-  return ~crc;
-}
-
-std::string Be16(size_t v) { return {static_cast<char>(v >> 8), static_cast<char>(v & 0xFF)}; }
-
-// A v2 PROXY header for TCP over IPv4 or IPv6, with an optional UNIQUE_ID and CRC32C.
-std::string V2(int family, const char* source, const char* destination, uint16_t sport, uint16_t dport,
-               std::string_view unique_id = {}, bool crc = false) {
-  std::string block(family == AF_INET ? 8 : 32, '\0');
-  const size_t n = family == AF_INET ? 4 : 16;
-  inet_pton(family, source, block.data());
-  inet_pton(family, destination, block.data() + n);
-  block += Be16(sport) + Be16(dport);
-  if (!unique_id.empty()) block += std::string(1, '\x05') + Be16(unique_id.size()) + std::string(unique_id);
-  if (crc) block += std::string("\x03\x00\x04\x00\x00\x00\x00", 7);
-  std::string h = kSignature + "\x21" + (family == AF_INET ? "\x11" : "\x21") + Be16(block.size()) + block;
-  if (crc) {
-    uint32_t sum = Crc32c(h);
-    for (int i = 0; i < 4; ++i) h[h.size() - 4 + static_cast<size_t>(i)] = static_cast<char>(sum >> (24 - 8 * i));
-  }
-  return h;
-}
-
 
 class ProxyProtocolTest : public DaemonTest {
  protected:
@@ -65,15 +33,7 @@ class ProxyProtocolTest : public DaemonTest {
     ASSERT_TRUE(daemon_->WaitForWorkerCount(1));
   }
 
-  // The value of a sample of /metrics, or -1.
-  double Metric(const std::string& series) {
-    Client c = Client::Connect(admin());
-    if (!c.connected() || !c.SendAll("GET /metrics HTTP/1.0\r\n\r\n")) return -1;
-    std::string answer = c.ReceiveToEof();
-    size_t at = answer.find("\n" + series + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(answer.substr(at + series.size() + 2));
-  }
+  double Metric(const std::string& series) { return MetricValue(admin(), series); }
   bool WaitForMetric(const std::string& series, double value) {
     return WaitFor([&] { return Metric(series) == value; }, kIoTimeout, 20ms);
   }
@@ -114,7 +74,7 @@ TEST_F(ProxyProtocolTest, HeadersGiveTheClientsAddressAndDataInTheSameSendIsAnsw
     Client c = Client::Connect(proxy_address());
     ASSERT_TRUE(c.connected()) << c.error();
     const std::string via = OwnAddress(c);
-    ASSERT_TRUE(c.SendAll(V2(AF_INET6, "2001:db8::7", "2001:db8::1", 5555, 1068, "req-42", true) + "Hello, v2"));
+    ASSERT_TRUE(c.SendAll(ProxyV2(AF_INET6, "2001:db8::7", "2001:db8::1", 5555, 1068, "req-42", true) + "Hello, v2"));
     EXPECT_EQ(c.Receive(9), "Uryyb, i2");
     c.ShutdownWrite();
     EXPECT_EQ(c.ReceiveToEof(), "");
@@ -128,7 +88,7 @@ TEST_F(ProxyProtocolTest, HeadersGiveTheClientsAddressAndDataInTheSameSendIsAnsw
     for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('A' + i % 58);
     Client c = Client::Connect(proxy_address());
     ASSERT_TRUE(c.connected()) << c.error();
-    ASSERT_TRUE(c.SendAll(V2(AF_INET, "198.51.100.2", "192.0.2.1", 7, 1068) + data.substr(0, 1000)));
+    ASSERT_TRUE(c.SendAll(ProxyV2(AF_INET, "198.51.100.2", "192.0.2.1", 7, 1068) + data.substr(0, 1000)));
     EXPECT_EQ(c.Receive(1000), Rot13(data.substr(0, 1000)));
     EXPECT_EQ(c.RoundTrip(data.substr(1000), 10s), Rot13(data.substr(1000)));
     c.ShutdownWrite();
@@ -158,7 +118,7 @@ TEST_F(ProxyProtocolTest, HealthChecksUseTheRealEndpoints) {
 TEST_F(ProxyProtocolTest, HeaderSplitByteByByte) {
   ASSERT_NO_FATAL_FAILURE(StartProxy("any"));
   for (const std::string& header : {std::string("PROXY TCP4 10.1.2.3 10.0.0.1 40000 1068\r\n"),
-                                    V2(AF_INET, "10.1.2.4", "10.0.0.1", 40001, 1068, "split", true)}) {
+                                    ProxyV2(AF_INET, "10.1.2.4", "10.0.0.1", 40001, 1068, "split", true)}) {
     Client c = Client::Connect(proxy_address());
     ASSERT_TRUE(c.connected()) << c.error();
     int one = 1;
@@ -189,7 +149,7 @@ TEST_F(ProxyProtocolTest, MalformedHeadersAreClosedUnansweredAndCounted) {
       kSignature + std::string("\x21\x51\x00\x00", 4),                          // family 5
   };
   for (const std::string& bytes : malformed) ExpectClosedUnanswered(bytes, bytes.substr(0, 20));
-  std::string bad_crc = V2(AF_INET, "1.2.3.4", "5.6.7.8", 1, 2, "x", true);
+  std::string bad_crc = ProxyV2(AF_INET, "1.2.3.4", "5.6.7.8", 1, 2, "x", true);
   bad_crc.back() ^= 1;
   ExpectClosedUnanswered(bad_crc + "Hello", "bad CRC32C");
   EXPECT_TRUE(WaitForMetric(Errors("malformed"), static_cast<double>(malformed.size())))

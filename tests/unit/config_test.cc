@@ -51,6 +51,7 @@ void ExpectSameConfig(const Config& got, const Config& want) {
   EXPECT_EQ(got.backlog, want.backlog);
   EXPECT_EQ(got.workers, want.workers);
   EXPECT_EQ(got.max_connections, want.max_connections);
+  EXPECT_EQ(got.max_connections_per_address, want.max_connections_per_address);
   EXPECT_EQ(got.buffer_size, want.buffer_size);
   EXPECT_EQ(got.idle_timeout.count(), want.idle_timeout.count());
   EXPECT_EQ(got.shutdown_timeout.count(), want.shutdown_timeout.count());
@@ -146,6 +147,12 @@ TEST(ParseConfig, IntegerKeysAtTheirBounds) {
   EXPECT_EQ(Valid("backlog = 65535").backlog, 65535);
   EXPECT_EQ(Valid("max_connections = 1").max_connections, 1);
   EXPECT_EQ(Valid("max_connections = 1048576").max_connections, 1048576);
+  EXPECT_EQ(Valid("max_connections_per_address = 0").max_connections_per_address, 0);
+  EXPECT_EQ(Valid("max_connections_per_address = 1048576").max_connections_per_address, 1048576);
+  EXPECT_EQ(Errors("max_connections_per_address = -1"),
+            Strings{"1:31: 'max_connections_per_address': -1 is out of range (0..1048576)"});
+  EXPECT_EQ(Errors("max_connections_per_address = \"10\""),
+            Strings{"1:31: 'max_connections_per_address': expected an integer, got string"});
   EXPECT_EQ(Valid("buffer_size = 1024").buffer_size, 1024u);
   EXPECT_EQ(Valid("buffer_size = 67108864").buffer_size, 67108864u);
   EXPECT_EQ(Valid("buffer_size = 4_096").buffer_size, 4096u);  // TOML digit separators
@@ -518,6 +525,7 @@ TEST(FormatConfig, DefaultsText) {
             "backlog = 4096\n"
             "workers = \"auto\"\n"
             "max_connections = 10000\n"
+            "max_connections_per_address = 0\n"
             "buffer_size = 65536\n"
             "idle_timeout = 300\n"
             "shutdown_timeout = 30\n"
@@ -559,6 +567,7 @@ TEST(FormatConfig, RoundTripsEveryKey) {
   c.backlog = 1;
   c.workers = 1024;
   c.max_connections = 1048576;
+  c.max_connections_per_address = 1048576;
   c.buffer_size = 1024;
   c.idle_timeout = milliseconds(1500);
   c.shutdown_timeout = milliseconds(250);

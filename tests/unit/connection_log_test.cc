@@ -49,6 +49,11 @@ TEST(ConnectionLog, MessageText) {
                                   uint64_t{5} << 32, (uint64_t{5} << 32) - 65536}),
             "connection from unix to unix:/run/rot13d/rot13d.sock closed: shutdown after 0.000000 s, 21474836480 "
             "bytes in, 21474770944 bytes out");
+  ClosedConnection refused{"203.0.113.7:5", "192.0.2.1:1068", CloseReason::kError, 12, 0, 0, "127.0.0.1:4000"};
+  refused.refused = "over max_connections_per_address";
+  EXPECT_EQ(ConnectionLogMessage(refused),
+            "connection from 203.0.113.7:5 to 192.0.2.1:1068 closed: error after 0.000012 s, 0 bytes in, 0 bytes out "
+            "(via 127.0.0.1:4000); refused: over max_connections_per_address");
 }
 
 TEST(ConnectionLog, SuppressedText) {

@@ -19,6 +19,10 @@ Handover Example() {
   h.stats_slots = 4160;
   h.stats_slot_size = sizeof(WorkerStats);
   h.stats_layout = kStatsLayout;
+  h.addresses_fd = 8;
+  h.addresses_entries = 1 << 20;
+  h.addresses_owners = 4160;
+  h.addresses_layout = kAddressTableLayout;
   h.ready_fd = 5;
   h.nudge_fd = 6;
   h.activated = true;
@@ -70,6 +74,10 @@ TEST(HandoverTest, EverythingWrittenIsReadBack) {
   EXPECT_EQ(back->from_version, h.from_version);
   EXPECT_EQ(back->stats_fd, 7);
   EXPECT_EQ(back->stats_slots, 4160u);
+  EXPECT_EQ(back->addresses_fd, 8);
+  EXPECT_EQ(back->addresses_entries, 1u << 20);
+  EXPECT_EQ(back->addresses_owners, 4160u);
+  EXPECT_EQ(back->addresses_layout, kAddressTableLayout);
   EXPECT_EQ(back->ready_fd, 5);
   EXPECT_EQ(back->nudge_fd, 6);
   EXPECT_TRUE(back->activated);
@@ -201,6 +209,7 @@ TEST(HandoverTest, UnknownRecordsAndExtraValuesOfANewerImageAreSkipped) {
   back = ParseHandover(minimal);
   ASSERT_TRUE(back) << back.error().ToString();
   EXPECT_EQ(back->activity.reloads[kReloadResults - 1], kReloadResults);
+  EXPECT_EQ(back->addresses_fd, -1) << "an image without per-address counts hands over none";
 }
 
 TEST(HandoverTest, ACounterTableOfAnotherLayoutCannotBeAdopted) {
@@ -215,6 +224,11 @@ TEST(HandoverTest, ACounterTableOfAnotherLayoutCannotBeAdopted) {
   h = Example();
   h.workers[0].stats_index = static_cast<int>(h.stats_slots);
   EXPECT_FALSE(CheckHandover(h));
+  h = Example();
+  h.addresses_layout = kAddressTableLayout + 1;
+  EXPECT_FALSE(CheckHandover(h));
+  h.addresses_fd = -1;  // none handed over: a new table is made
+  EXPECT_TRUE(CheckHandover(h));
 }
 
 }  // namespace
