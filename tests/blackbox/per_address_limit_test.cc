@@ -49,6 +49,22 @@ class PerAddressLimitTest : public DaemonTest {
 
   double Metric(const std::string& series) { return MetricValue(admin(), series); }
 
+  // Reloads to `limit` and waits until only the new generation accepts: an
+  // old worker takes what is queued when its drain begins, under the old
+  // limit, as with any setting. A draining worker says so in its title.
+  void ReloadTo(int limit, int generation) {
+    WriteConfig(Settings(limit));
+    daemon_->Signal(SIGHUP);
+    ASSERT_TRUE(daemon_->WaitForLog("reload complete: generation " + std::to_string(generation))) << daemon_->Log();
+    const std::string old = "(generation " + std::to_string(generation - 1) + ")";
+    ASSERT_TRUE(WaitFor([&] {
+      for (pid_t w : daemon_->Workers()) {
+        if (ReadFile("/proc/" + std::to_string(w) + "/cmdline").find(old) != std::string::npos) return false;
+      }
+      return true;
+    }, kIoTimeout, 10ms)) << "an old worker still accepts";
+  }
+
   // Which workers hold the server side of `clients`.
   std::set<pid_t> Holders(const std::vector<Client>& clients) {
     std::set<uint16_t> ports;
@@ -162,17 +178,13 @@ TEST_F(PerAddressLimitTest, AReloadChangesTheLimitForNewConnections) {
   held.push_back(Served("127.0.0.1"));
   ASSERT_TRUE(ClosedUnanswered("127.0.0.1"));
 
-  WriteConfig(Settings(3));
-  daemon_->Signal(SIGHUP);
-  ASSERT_TRUE(daemon_->WaitForLog("reload complete: generation 2")) << daemon_->Log();
+  ASSERT_NO_FATAL_FAILURE(ReloadTo(3, 2));
   // The first connection, still open in a draining worker, still counts.
   held.push_back(Served("127.0.0.1"));
   held.push_back(Served("127.0.0.1"));
   EXPECT_TRUE(ClosedUnanswered("127.0.0.1"));
 
-  WriteConfig(Settings(0));
-  daemon_->Signal(SIGHUP);
-  ASSERT_TRUE(daemon_->WaitForLog("reload complete: generation 3")) << daemon_->Log();
+  ASSERT_NO_FATAL_FAILURE(ReloadTo(0, 3));
   for (int i = 0; i < 3; ++i) held.push_back(Served("127.0.0.1"));
   EXPECT_EQ(Metric(kRefused), 2);
 }
