@@ -13,7 +13,12 @@
 
 namespace rot13d {
 
-enum class WorkerPhase : uint32_t { kFree = 0, kBooting = 1, kAccepting = 2, kDraining = 3 };
+// kUnused: never handed out. A new table reads as zeroes, and the supervisor
+// hands out the lowest slot never used before only when no freed one is left,
+// so the slots ever used are a prefix of the table and a reader of all slots
+// stops at the first kUnused one: pages past it are never touched (reading a
+// memfd's hole allocates the page). kFree: handed out before, free now.
+enum class WorkerPhase : uint32_t { kUnused = 0, kBooting = 1, kAccepting = 2, kDraining = 3, kFree = 4 };
 
 // How a connection ended, for the metrics and the connection log.
 enum class CloseReason : uint8_t {
@@ -73,8 +78,6 @@ struct alignas(64) WorkerStats {
 
   void SetPhase(WorkerPhase p) { phase.store(static_cast<uint32_t>(p), std::memory_order_release); }
   WorkerPhase Phase() const { return static_cast<WorkerPhase>(phase.load(std::memory_order_acquire)); }
-  // Zeroes every counter, for a slot handed to a new worker.
-  void Reset();
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
@@ -106,7 +109,8 @@ inline constexpr uint32_t kStatsLayout = 1;
 
 // A fixed table of slots in a shared mapping of a memfd. Forked workers
 // share the mapping; the descriptor lets a re-executed supervisor map the
-// same table again (supervisor/handover.h).
+// same table again (supervisor/handover.h). Only the pages of slots in use
+// are ever allocated (see WorkerPhase::kUnused).
 class StatsTable {
  public:
   static Result<StatsTable> Create(size_t slots);

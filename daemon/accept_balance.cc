@@ -74,6 +74,7 @@ void AcceptBalance::Scan(Clock::time_point now) {
     const WorkerStats* s = &table_[i];
     if (s == own_) continue;
     WorkerPhase phase = s->Phase();
+    if (phase == WorkerPhase::kUnused) break;  // no slot past it was ever used
     if (phase == WorkerPhase::kBooting ||
         (phase == WorkerPhase::kAccepting && s->listener_key.load(std::memory_order_relaxed) == key_)) {
       peers_.push_back(s);

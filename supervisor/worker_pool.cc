@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <new>
 
 #include "common/log.h"
 #include "daemon/drain_signal.h"
@@ -30,9 +31,16 @@ void WorkerPool::Adopt(StatsTable table, AddressTable addresses, std::vector<Wor
   workers_ = std::move(workers);
   retired_ = retired;
   free_stats_.clear();
+  int highest = -1;
+  for (const WorkerRecord& w : workers_) highest = std::max(highest, w.stats_index);
   for (int i = static_cast<int>(stats_->size()) - 1; i >= 0; --i) {
     bool used = std::any_of(workers_.begin(), workers_.end(), [i](const WorkerRecord& w) { return w.stats_index == i; });
-    if (!used) free_stats_.push_back(i);
+    if (used) continue;
+    free_stats_.push_back(i);
+    // An older image left freed slots at zero: below a slot in use they must
+    // read as kFree, or a reader would stop short of it (see WorkerPhase).
+    WorkerStats& s = stats_->at(static_cast<size_t>(i));
+    if (i < highest && s.Phase() == WorkerPhase::kUnused) s.SetPhase(WorkerPhase::kFree);
   }
 }
 
@@ -63,8 +71,8 @@ std::optional<ExitStatus> WorkerPool::Spawn(WorkerRecord& w, const Config& confi
   if (free_stats_.empty()) return ExitStatus::ForkFailed(ENOSPC);  // every counter slot is taken
   w.stats_index = free_stats_.back();
   free_stats_.pop_back();
-  WorkerStats& stats = stats_->at(static_cast<size_t>(w.stats_index));
-  stats.Reset();
+  // A new slot's first write, or a used one's counters zeroed.
+  WorkerStats& stats = *new (&stats_->at(static_cast<size_t>(w.stats_index))) WorkerStats();
   stats.SetPhase(WorkerPhase::kBooting);
   pid_t pid = fork();
   if (pid == 0) {

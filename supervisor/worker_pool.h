@@ -97,6 +97,8 @@ class WorkerPool {
   std::vector<WorkerRecord> workers_;
   std::optional<StatsTable> stats_;
   std::optional<AddressTable> addresses_;
+  // A stack: freed slots go out again first, then never-used ones lowest
+  // first, which keeps the slots ever used a prefix (see WorkerPhase::kUnused).
   std::vector<int> free_stats_;
   CounterTotals retired_;  // of workers gone
 };

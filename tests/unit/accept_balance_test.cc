@@ -100,10 +100,24 @@ TEST_F(AcceptBalanceTest, BalancesAgainstLiveSiblingsOfTheSameListenersOnly) {
 TEST_F(AcceptBalanceTest, FindsSiblingsThatBootAfterItOnTheNextScan) {
   AcceptBalance b(&table_[0], table_.data(), table_.size());
   b.Start(kKey, kT0);
+  table_[1].SetPhase(WorkerPhase::kFree);  // used before, free now
   SetSlot(2, WorkerPhase::kAccepting, 0, true, kT0);
   EXPECT_TRUE(b.Allows(100, true, kT0)) << "not scanned yet";
   b.MaybeScan(kT0 + milliseconds(5));  // often at boot
   EXPECT_FALSE(b.Allows(100, true, kT0 + milliseconds(5)));
+}
+
+// The slots ever used are a prefix of the table (supervisor/worker_pool.h):
+// the scan stops at the first one never used, so that the pages past it are
+// never allocated by reading them.
+TEST_F(AcceptBalanceTest, TheScanEndsAtTheFirstSlotNeverUsed) {
+  SetSlot(2, WorkerPhase::kAccepting, 0, true, kT0);  // slot 1 never used: out of reach
+  AcceptBalance b(&table_[0], table_.data(), table_.size());
+  b.Start(kKey, kT0);
+  EXPECT_TRUE(b.Allows(50, true, kT0));
+  table_[1].SetPhase(WorkerPhase::kFree);
+  b.MaybeScan(kT0 + milliseconds(5));
+  EXPECT_FALSE(b.Allows(50, true, kT0 + milliseconds(5)));
 }
 
 TEST_F(AcceptBalanceTest, RecheckBacksOffWhileNothingMovesAndResetsWhenItDoes) {

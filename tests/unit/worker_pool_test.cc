@@ -3,6 +3,7 @@
 #include "supervisor/worker_pool.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -143,6 +144,52 @@ TEST(WorkerPoolSlots, AFailedSpawnForgetsTheLastProcessOfItsSlot) {
   EXPECT_FALSE(second.booted);
   EXPECT_FALSE(second.hung);
   EXPECT_FALSE(second.kill_sent);
+  pool.KillAllAndReap();
+}
+
+// The counter table costs only the pages of slots in use: a new table has no
+// page at all, the slots handed out are a prefix (freed ones first), and the
+// rest stays unallocated in every process (see WorkerPhase::kUnused).
+TEST(WorkerPoolSlots, OnlyThePagesOfSlotsInUseAreAllocated) {
+  WorkerPool pool;
+  ASSERT_TRUE(pool.Init(4160).ok());  // the supervisor's size: 1 MiB of slots
+  auto blocks = [&] {
+    struct stat st {};
+    EXPECT_EQ(fstat(pool.stats_fd().get(), &st), 0);
+    return st.st_blocks;
+  };
+  EXPECT_EQ(blocks(), 0) << "a new table allocated pages";
+  Config config = Config::Defaults();
+  auto done = [](WorkerStats& own, const StatsTable& all) {
+    // What a worker's accept balance reads: up to the first slot never used.
+    size_t seen = 0;
+    while (seen < all.size() && all.at(seen).Phase() != WorkerPhase::kUnused) ++seen;
+    _exit(static_cast<int>(seen));
+  };
+  pool.AddGeneration(1, 3, Clock::now());
+  for (int slot = 0; slot < 3; ++slot) ASSERT_FALSE(pool.Spawn(*pool.FindWaiting(slot, 1), config, done));
+  std::vector<int> indexes;
+  for (const WorkerRecord& w : pool.all()) indexes.push_back(w.stats_index);
+  EXPECT_EQ(indexes, (std::vector<int>{0, 1, 2}));
+  std::vector<int> seen;
+  auto deadline = Clock::now() + 5s;
+  while (seen.size() < 3 && Clock::now() < deadline) {
+    pool.Reap([&](WorkerRecord& w, pid_t, const ExitStatus& exit, uint32_t) {
+      seen.push_back(exit.code);
+      pool.Apply(w, ExitDecision{}, Clock::now());
+    }, [](pid_t, const ExitStatus&) {});
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(seen.size(), 3u);
+  for (int n : seen) EXPECT_GE(n, 1) << "a worker's scan ends at the first slot never used";
+  // Freed slots go out again before a new one is touched.
+  pool.AddGeneration(2, 1, Clock::now());
+  auto forever = [](WorkerStats&, const StatsTable&) {
+    for (;;) pause();
+  };
+  ASSERT_FALSE(pool.Spawn(*pool.FindWaiting(0, 2), config, forever));
+  EXPECT_LE(pool.all().at(0).stats_index, 2);
+  EXPECT_LE(blocks() * 512, 4096) << "one page holds the slots used";
   pool.KillAllAndReap();
 }
 
