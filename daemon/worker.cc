@@ -1,5 +1,6 @@
 #include "daemon/worker.h"
 
+#include <malloc.h>
 #include <sys/epoll.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -155,6 +156,7 @@ class Worker {
   Status OpenLoop();
   bool OnEvent(const epoll_event& event);
   bool AfterEvents(bool nudged);
+  void MaybeTrimHeap(bool idle_turn);
   void AcceptEverywhere();
   // Takes what waits on listener `index`, a batch at most; unbalanced: whatever the siblings hold.
   void Accept(size_t index, bool balanced = true);
@@ -221,6 +223,9 @@ class Worker {
   ConnectionLogger connection_log_{p_.connection_log};
   Clock::time_point accept_paused_until_{};
   Clock::time_point last_tick_{};
+  // Connections closed since the heap was last given back (MaybeTrimHeap).
+  bool heap_to_trim_ = false;
+  Clock::time_point last_trim_{};
   Clock::time_point last_exhaustion_log_{};
   uint64_t exhaustion_count_ = 0;
   Clock::time_point last_uncounted_log_{};
@@ -545,6 +550,7 @@ void Worker::CloseConnection(Connection* c, CloseReason reason, uint64_t undeliv
   ListOf(c).Remove(c);
   if (c->proxy != ProxyStage::kNone) proxy_.erase(fd);
   by_fd_[static_cast<size_t>(fd)].reset();  // closing removes it from epoll
+  heap_to_trim_ = true;
   --open_;
   p_.stats->open_connections.store(static_cast<uint32_t>(open_), std::memory_order_relaxed);
   ReconsiderAccepting();
@@ -759,6 +765,7 @@ int Worker::Run() {
     bool nudged = false;
     for (int i = 0; i < std::max(n, 0); ++i) nudged = OnEvent(events[i]) || nudged;
     if (!AfterEvents(nudged)) return kExitFailure;
+    MaybeTrimHeap(/*idle_turn=*/n == 0);
 #ifdef ROT13D_TEST_HOOKS
     // Test builds only: the worker that unlinks the file named by
     // ROT13D_TEST_HANG_FILE hangs for good, deaf to SIGABRT as one stuck in the
@@ -813,6 +820,19 @@ bool Worker::AfterEvents(bool nudged) {
   }
   Heartbeat();
   return true;
+}
+
+// What a burst of connections left in the heap (their pending tails, freed
+// between live ones) stays in the worker's RSS: free() gives back only the
+// top of the heap. malloc_trim(0) returns every free page, but walks the
+// heap to do it, so only on a turn that found nothing to do (the wait timed
+// out: nobody waits for this worker), after connections were closed, and at
+// most once per tick.
+void Worker::MaybeTrimHeap(bool idle_turn) {
+  if (!heap_to_trim_ || !idle_turn || now_ - last_trim_ < p_.tick) return;
+  heap_to_trim_ = false;
+  last_trim_ = now_;
+  malloc_trim(0);
 }
 
 void Worker::AcceptEverywhere() {
