@@ -160,7 +160,7 @@ TEST(WorkerPoolSlots, OnlyThePagesOfSlotsInUseAreAllocated) {
   };
   EXPECT_EQ(blocks(), 0) << "a new table allocated pages";
   Config config = Config::Defaults();
-  auto done = [](WorkerStats& own, const StatsTable& all) {
+  auto done = [](WorkerStats&, const StatsTable& all) {
     // What a worker's accept balance reads: up to the first slot never used.
     size_t seen = 0;
     while (seen < all.size() && all.at(seen).Phase() != WorkerPhase::kUnused) ++seen;
