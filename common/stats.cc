@@ -37,6 +37,17 @@ size_t DurationBucket(uint64_t micros) {
   return i;
 }
 
+void WorkerStats::Reset() {
+  open_connections.store(0);
+  heartbeat_ns.store(0);
+  accepting.store(0);
+  listener_key.store(0);
+  for (auto* c : {&connections_total, &bytes_received, &bytes_sent, &accept_errors, &duration_sum_us}) c->store(0);
+  for (auto& c : closed) c.store(0);
+  for (auto& c : duration_buckets) c.store(0);
+  for (auto& c : proxy_errors) c.store(0);
+}
+
 void CounterTotals::Add(const WorkerStats& s) {
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   connections_total += get(s.connections_total);
@@ -73,9 +84,9 @@ Result<StatsTable> StatsTable::Create(size_t slots) {
   if (ftruncate(fd.get(), static_cast<off_t>(slots * sizeof(WorkerStats))) != 0) {
     return ErrnoErr() << "sizing the worker counters to " << slots * sizeof(WorkerStats) << " bytes";
   }
-  // Not constructed here: a new memfd reads as zeroes, every slot's default
-  // value (kUnused), and writing them would allocate all of its pages (about
-  // 1 MiB) in every process. A slot is constructed when it is handed out.
+  // Not written here: a new memfd reads as zeroes, every slot's default
+  // value (kUnused), as in an adopted table; writing them would allocate all
+  // of its pages (about 1 MiB) in every process.
   auto table = Map(fd.borrow(), slots);
   if (!table) return table.error();
   return StatsTable(std::move(fd), *table, slots);

@@ -78,6 +78,9 @@ struct alignas(64) WorkerStats {
 
   void SetPhase(WorkerPhase p) { phase.store(static_cast<uint32_t>(p), std::memory_order_release); }
   WorkerPhase Phase() const { return static_cast<WorkerPhase>(phase.load(std::memory_order_acquire)); }
+  // Zeroes every counter, for a slot handed to a new worker. The phase is
+  // left alone: a sibling's scan must never see a slot in use as kUnused.
+  void Reset();
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 

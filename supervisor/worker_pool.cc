@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
-#include <new>
 
 #include "common/log.h"
 #include "daemon/drain_signal.h"
@@ -71,8 +70,8 @@ std::optional<ExitStatus> WorkerPool::Spawn(WorkerRecord& w, const Config& confi
   if (free_stats_.empty()) return ExitStatus::ForkFailed(ENOSPC);  // every counter slot is taken
   w.stats_index = free_stats_.back();
   free_stats_.pop_back();
-  // A new slot's first write, or a used one's counters zeroed.
-  WorkerStats& stats = *new (&stats_->at(static_cast<size_t>(w.stats_index))) WorkerStats();
+  WorkerStats& stats = stats_->at(static_cast<size_t>(w.stats_index));
+  stats.Reset();
   stats.SetPhase(WorkerPhase::kBooting);
   pid_t pid = fork();
   if (pid == 0) {
