@@ -5,7 +5,9 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <utility>
@@ -164,12 +166,31 @@ uint64_t AddressTable::ReleaseOwner(uint32_t owner) {
   if (owner >= owners_ || held(owner).load() == 0) return 0;
   const uint32_t tag = OwnerTag(owner);
   uint64_t released = 0;
-  for (size_t i = 0; i < entries_; ++i) {
-    Entry& e = at(i);
-    if (e.owner.load(std::memory_order_relaxed) != tag) continue;
-    released += e.count.load(std::memory_order_relaxed);
-    e.count.store(0, std::memory_order_relaxed);
-    e.owner.store(kFree, std::memory_order_release);
+  // Only the memfd's data: reading a hole of the mapping would allocate its
+  // page, and a scan of all of it would give the table its full size (24 MiB
+  // by default) for the supervisor's sake. A hole holds no entry of anyone's.
+  const off_t first = static_cast<off_t>(Bytes(0, owners_));
+  const off_t end = static_cast<off_t>(Bytes(entries_, owners_));
+  for (off_t from = first; from < end;) {
+    off_t data = lseek(fd_.get(), from, SEEK_DATA);
+    if (data < 0) break;  // ENXIO: no data past `from`
+    off_t hole = lseek(fd_.get(), data, SEEK_HOLE);
+    if (hole < 0 || hole > end) hole = end;
+    // The entries that begin in this data (one that begins in a hole was
+    // never written: a written entry makes data of every page it spans).
+    auto first_at = [&](off_t offset) {
+      return (static_cast<size_t>(offset - first) + sizeof(Entry) - 1) / sizeof(Entry);
+    };
+    size_t lo = first_at(std::max(data, first));
+    size_t hi = std::min(entries_, first_at(hole));
+    for (size_t i = lo; i < hi; ++i) {
+      Entry& e = at(i);
+      if (e.owner.load(std::memory_order_relaxed) != tag) continue;
+      released += e.count.load(std::memory_order_relaxed);
+      e.count.store(0, std::memory_order_relaxed);
+      e.owner.store(kFree, std::memory_order_release);
+    }
+    from = hole;
   }
   held(owner).store(0);
   return released;

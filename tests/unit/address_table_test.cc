@@ -1,6 +1,7 @@
 #include "common/address_table.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -83,6 +84,24 @@ TEST(AddressTableTest, OneOwnerKeepsOneEntryPerAddress) {
   t.Release(second.entry, 3);
   EXPECT_EQ(t.Count(a), 0u);
   EXPECT_EQ(t.ReleaseOwner(3), 0u) << "nothing held: no scan, nothing released";
+}
+
+// The release scan reads only what was written: a full-size table stays as
+// small as its entries in use (a read of a memfd's hole allocates the page).
+TEST(AddressTableTest, ReleasingADeadOwnerTouchesOnlyPagesInUse) {
+  AddressTable t = Table(AddressTable::kDefaultEntries, 64);
+  std::vector<ClientAddress> clients = {V4("198.51.100.1"), V4("198.51.100.2"), V6("2001:db8::7")};
+  for (const ClientAddress& a : clients) ASSERT_EQ(t.Admit(a, 9, 10).verdict, Verdict::kAdmitted);
+  auto allocated = [&] {
+    struct stat st{};
+    EXPECT_EQ(fstat(t.fd().get(), &st), 0);
+    return static_cast<int64_t>(st.st_blocks) * 512;
+  };
+  int64_t before = allocated();
+  EXPECT_EQ(t.ReleaseOwner(9), 3u);
+  EXPECT_EQ(allocated(), before) << "the scan allocated the table's holes";
+  EXPECT_LT(allocated(), 1 << 20);
+  for (const ClientAddress& a : clients) EXPECT_EQ(t.Count(a), 0u);
 }
 
 TEST(AddressTableTest, ADeadOwnersCountsAreReleased) {
