@@ -22,9 +22,11 @@ constexpr std::chrono::seconds kBootScanPeriod{2};
 // does not count, so nobody steps back in favour of it. Idle loops turn at
 // least once a second (WorkerParams::tick).
 constexpr std::chrono::seconds kPeerStale{3};
-// Stepping back takes being above the share by max(kMinMargin, share / 16):
-// up to 32 connections over two workers stay where the kernel put them.
-constexpr double kMinMargin = 16;
+// Stepping back takes holding more than kKernelShare connections and more
+// than the share by 1/16: up to 32 connections on a worker stay where the
+// kernel put them (a few busy ones are best served by one warm worker),
+// beyond that the counts are kept close.
+constexpr double kKernelShare = 32;
 constexpr double kMarginFraction = 1.0 / 16;
 // A worker is saturated when its loop worked for this share of a busy window.
 constexpr std::chrono::milliseconds kBusyWindow{50};
@@ -36,19 +38,21 @@ int64_t Nanos(AcceptBalance::Clock::duration d) { return std::chrono::duration_c
 
 bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting_now,
                            std::span<const PeerLoad> peers) {
+  // A worker with no connection is not saturated, whatever its last window
+  // said: its load has gone (the window closes only at its next turn).
   uint64_t total = own_open;
   bool someone_else_accepts = false;
   bool someone_else_has_time = false;
   for (const PeerLoad& p : peers) {
     total += p.open;
     someone_else_accepts = someone_else_accepts || p.accepting;
-    someone_else_has_time = someone_else_has_time || (p.accepting && !p.saturated);
+    someone_else_has_time = someone_else_has_time || (p.accepting && (!p.saturated || p.open == 0));
   }
   if (!someone_else_accepts) return true;
-  if (own_saturated && someone_else_has_time) return false;
+  if (own_saturated && own_open > 0 && someone_else_has_time) return false;
   double share = static_cast<double>(total) / static_cast<double>(peers.size() + 1);
   if (!accepting_now) return own_open <= share;
-  return own_open <= share + std::max(kMinMargin, share * kMarginFraction);
+  return own_open <= std::max(kKernelShare, share + share * kMarginFraction);
 }
 
 void AcceptBalance::Start(uint64_t listener_key, Clock::time_point now) {

@@ -10,11 +10,15 @@
 //   - it is saturated (its loop worked, rather than waited, for 90 % of the
 //     last busy window) and a sibling is not: new clients go where there is
 //     time to serve them;
-//   - it holds more than its fair share of connections (the mean over itself
-//     and its siblings) by a margin that is wide for small counts, where the
-//     kernel's choice is the better one, and 1/16 of the share for large
-//     ones, where idle connections' memory adds up. It comes back at or below
-//     the share (the gap is the hysteresis that keeps it from flapping).
+//   - it holds more than 32 connections and more than its fair share (the
+//     mean over itself and its siblings) by 1/16: below that the kernel's
+//     choice is the better one, above it the counts are kept close, for
+//     idle connections' memory and for streams begun together (placed before
+//     any is busy, they would load the workers as unevenly as they are
+//     counted). It comes back at or below the share (the gap is the
+//     hysteresis that keeps it from flapping).
+// A worker with no connection is never saturated: its last busy window
+// closes only at its next turn, and until then it would wrongly step back.
 #pragma once
 
 #include <chrono>

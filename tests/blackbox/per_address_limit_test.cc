@@ -84,8 +84,8 @@ class PerAddressLimitTest : public DaemonTest {
 
 TEST_F(PerAddressLimitTest, NAllowedPerAddressAcrossWorkersAndClosingFreesAPlace) {
   // Forty: more than one worker takes before the accept balance moves new
-  // connections to its sibling (the fair share + 16: up to 32 of 32 stay
-  // where the kernel put them), so both hold some.
+  // connections to its sibling (up to 32 stay where the kernel put them),
+  // so both hold some.
   constexpr int kLimit = 40;
   ASSERT_NO_FATAL_FAILURE(Start(Settings(kLimit), 2));
   std::vector<Client> held;

@@ -24,11 +24,21 @@ TEST(BalanceWantsAccepting, AloneOrWithNobodyElseAcceptingAlwaysAccepts) {
 }
 
 TEST(BalanceWantsAccepting, FewConnectionsStayWhereTheKernelPutThem) {
-  // 32 over two workers, all on this one: the share is 16, the margin 16.
+  // Up to 32 on this worker, whatever the siblings hold.
   std::vector<PeerLoad> idle = {{0, true, false}};
   EXPECT_TRUE(BalanceWantsAccepting(16, false, true, idle));
   EXPECT_TRUE(BalanceWantsAccepting(32, false, true, idle));
-  EXPECT_FALSE(BalanceWantsAccepting(33, false, true, idle));  // share 16.5: 33 > 32.5
+  EXPECT_FALSE(BalanceWantsAccepting(33, false, true, idle));  // share 16.5
+  std::vector<PeerLoad> three_idle = {{0, true, false}, {0, true, false}, {0, true, false}};
+  EXPECT_TRUE(BalanceWantsAccepting(32, false, true, three_idle));  // share 8
+  EXPECT_FALSE(BalanceWantsAccepting(33, false, true, three_idle));
+}
+
+TEST(BalanceWantsAccepting, ABurstOfSixtyFourEndsNearlyEven) {
+  // Streams begun together are placed before any is busy: beyond 32 the
+  // counts are what keeps their load even. 64 over two: share 32, 1/16 is 2.
+  EXPECT_TRUE(BalanceWantsAccepting(34, false, true, std::vector<PeerLoad>{{30, true, false}}));
+  EXPECT_FALSE(BalanceWantsAccepting(35, false, true, std::vector<PeerLoad>{{29, true, false}}));
 }
 
 TEST(BalanceWantsAccepting, StepsBackAboveTheShareByTheMarginAndReturnsAtTheShare) {
@@ -58,6 +68,20 @@ TEST(BalanceWantsAccepting, ASaturatedWorkerLeavesNewClientsToOneWithTime) {
   EXPECT_TRUE(BalanceWantsAccepting(10, true, true, busy));
   std::vector<PeerLoad> not_accepting = {{0, false, false}};
   EXPECT_TRUE(BalanceWantsAccepting(10, true, true, not_accepting));
+}
+
+TEST(BalanceWantsAccepting, AWorkerWithNoConnectionIsNotSaturated) {
+  // Its window of work closes only at its next turn: a worker whose streams
+  // have just ended still reads as saturated. Held back by that, it would
+  // leave a burst that follows at once to its sibling alone.
+  std::vector<PeerLoad> has_time = {{0, true, false}};
+  EXPECT_TRUE(BalanceWantsAccepting(0, true, true, has_time));
+  EXPECT_TRUE(BalanceWantsAccepting(0, true, false, has_time)) << "held, it comes back";
+  // And a sibling with none is one with time, whatever its slot says.
+  std::vector<PeerLoad> emptied = {{0, true, true}};
+  EXPECT_FALSE(BalanceWantsAccepting(10, true, true, emptied));
+  std::vector<PeerLoad> busy = {{5, true, true}};
+  EXPECT_TRUE(BalanceWantsAccepting(10, true, true, busy));
 }
 
 // ---- AcceptBalance over a table of slots --------------------------------------------
