@@ -108,6 +108,7 @@ bool AcceptBalance::Allows(uint32_t own_open, bool accepting_now, Clock::time_po
 }
 
 std::optional<uint32_t> AcceptBalance::Worked(Clock::time_point woke, Clock::time_point waits) {
+  last_wait_began_ = waits;
   if (window_start_ == Clock::time_point{}) window_start_ = woke;
   worked_ += waits - woke;
   Clock::duration span = waits - window_start_;
@@ -119,9 +120,13 @@ std::optional<uint32_t> AcceptBalance::Worked(Clock::time_point woke, Clock::tim
 }
 
 // The last window's verdict holds while it is recent: one that closed long
-// ago was followed by a wait this turn has not accounted yet.
+// ago was followed by a wait this turn has not accounted yet. And a turn
+// that began with a wait of a tenth of a window has seen time to spare: the
+// load has gone (a sibling's streams that just ended), and a burst of new
+// connections must not find this worker stepping back on a stale verdict.
 bool AcceptBalance::Saturated(Clock::time_point now) const {
-  return busy_permille_ >= kSaturatedPermille && now - window_start_ <= 2 * kBusyWindow;
+  return busy_permille_ >= kSaturatedPermille && now - window_start_ <= 2 * kBusyWindow &&
+         now - last_wait_began_ < kBusyWindow / 10;
 }
 
 void AcceptBalance::AfterTurn(bool held) {

@@ -99,6 +99,7 @@ class AcceptBalance {
   Clock::time_point backlog_seen_{};     // since when it has seen connections waiting there
   Clock::time_point window_start_{};     // of the busy window under way
   Clock::duration worked_{};             // in it so far
+  Clock::time_point last_wait_began_{};  // when the loop last went to epoll_wait
   uint32_t busy_permille_ = 0;           // of the last window closed
 };
 

@@ -175,6 +175,8 @@ TEST_F(AcceptBalanceTest, BusyWindowsMeasureWorkAgainstWaiting) {
   ASSERT_TRUE(published);
   EXPECT_EQ(*published, 54u * 1000 / 59);  // 54 ms of work in 59
   EXPECT_TRUE(b.Saturated(t));
+  EXPECT_TRUE(b.Saturated(t + milliseconds(3))) << "woke from a wait of 4 ms";
+  EXPECT_FALSE(b.Saturated(t + milliseconds(4))) << "woke from a wait of 5 ms: the load has gone";
   EXPECT_FALSE(b.Saturated(t + milliseconds(200))) << "a verdict that old hides a wait since";
   // Mostly waiting: 1 ms of work a turn.
   published.reset();
