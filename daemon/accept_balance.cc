@@ -45,11 +45,27 @@ bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting
   bool someone_else_has_time = false;
   for (const PeerLoad& p : peers) {
     total += p.open;
-    someone_else_accepts = someone_else_accepts || p.accepting;
-    someone_else_has_time = someone_else_has_time || (p.accepting && (!p.saturated || p.open == 0));
+    bool has_time = !p.saturated || p.open == 0;
+    // A sibling held back with time and fewer connections than this worker
+    // accepts as soon as it looks again (at once when nudged, and a worker
+    // that steps back nudges): one that waited for this worker to fill up
+    // must not leave it everything once it has.
+    someone_else_accepts = someone_else_accepts || p.accepting || (has_time && p.open < own_open);
+    someone_else_has_time = someone_else_has_time || (p.accepting && has_time);
   }
   if (!someone_else_accepts) return true;
   if (own_saturated && own_open > 0 && someone_else_has_time) return false;
+  // Few connections go to one worker, not wherever the kernel's wakeup
+  // lands: while a sibling with time accepts and holds fewer than
+  // kKernelShare, but more than this worker (or as many, and its slot comes
+  // first), new connections are left to it.
+  for (const PeerLoad& p : peers) {
+    bool has_time = !p.saturated || p.open == 0;
+    if (p.accepting && has_time && p.open < kKernelShare &&
+        (p.open > own_open || (p.open == own_open && p.earlier))) {
+      return false;
+    }
+  }
   double share = static_cast<double>(total) / static_cast<double>(peers.size() + 1);
   if (!accepting_now) return own_open <= share;
   return own_open <= std::max(kKernelShare, share + share * kMarginFraction);
@@ -101,7 +117,8 @@ bool AcceptBalance::Allows(uint32_t own_open, bool accepting_now, Clock::time_po
     bool fresh = Nanos(now.time_since_epoch()) - s->heartbeat_ns.load(std::memory_order_relaxed) <= Nanos(kBusyWindow);
     loads_.push_back({s->open_connections.load(std::memory_order_relaxed),
                       s->accepting.load(std::memory_order_relaxed) != 0,
-                      fresh && s->busy_permille.load(std::memory_order_relaxed) >= kSaturatedPermille});
+                      fresh && s->busy_permille.load(std::memory_order_relaxed) >= kSaturatedPermille,
+                      /*earlier=*/s < own_});
   }
   for (const PeerLoad& p : loads_) total_ += p.open;
   return BalanceWantsAccepting(own_open, Saturated(now), accepting_now, loads_);

@@ -1,12 +1,15 @@
 // Accept balance: which worker takes a new connection, by load first and by
 // count only where memory is at stake, read from the siblings' shared slots.
 //
-// The kernel's choice is the baseline: under EPOLLEXCLUSIVE a connection wakes
-// a worker waiting in epoll_wait, never one that is busy, which is the
-// work-conserving shared queue; a few busy connections stay on one warm worker
-// instead of paying context switches on two. A worker steps back from that in
-// two cases, and only while some sibling accepts (the listeners are never
-// left unwatched):
+// A few busy connections are best served by one warm worker: spread over two,
+// they pay context switches and, on a small machine, a worker that competes
+// with its clients for a CPU (p99 several times higher). The kernel's wakeup
+// under EPOLLEXCLUSIVE keeps them together only some of the time, so a
+// worker leaves new connections to a sibling that accepts, has time, and
+// holds fewer than 32 connections but more than this worker (the first slot
+// on a tie): one worker fills up to 32 while it has time. A worker steps
+// back in two more cases, and only while some sibling accepts (the
+// listeners are never left unwatched):
 //   - it is saturated (its loop worked, rather than waited, for 90 % of the
 //     last busy window) and a sibling is not: new clients go where there is
 //     time to serve them;
@@ -37,6 +40,7 @@ struct PeerLoad {
   uint32_t open = 0;       // open connections
   bool accepting = false;  // watching the listeners now (so it has room)
   bool saturated = false;  // working, not waiting, most of its last busy window
+  bool earlier = false;    // its slot comes before this worker's (a tie goes to it)
 };
 
 // The pure rule above.

@@ -188,6 +188,7 @@ class Worker {
   Status SetAccepting(bool on);
   void StopAccepting() { (void)SetAccepting(false); }  // stopping cannot fail
   void ReconsiderAccepting();
+  void NudgeSiblings();
   bool BalanceAllowsAccepting() { return balance_.Allows(static_cast<uint32_t>(open_), accepting_, now_); }
   void StartDrain();
   void CutAtShutdown();
@@ -350,9 +351,20 @@ Status Worker::SetAccepting(bool on) {
   return OkStatus();
 }
 
+// Wakes every worker of the generation (this one too): a held one looks again.
+// A write to the eventfd cannot fail but by overflow (see WakeSupervisor).
+void Worker::NudgeSiblings() {
+  if (!p_.nudge_fd.valid()) return;
+  uint64_t one = 1;
+  (void)!write(p_.nudge_fd.get(), &one, sizeof one);
+}
+
 void Worker::ReconsiderAccepting() {
   bool want = !draining_ && open_ < p_.max_connections && now_ >= accept_paused_until_;
+  bool was_held = balance_held_;
   balance_held_ = want && !BalanceAllowsAccepting();
+  // Stepping back for a sibling that is held too: it must look again now.
+  if (balance_held_ && !was_held && accepting_) NudgeSiblings();
   if (Status s = SetAccepting(want && !balance_held_); !s) {
     // The epoll set is full (fs.epoll.max_user_watches) or memory is short:
     // the siblings accept meanwhile, and the next turn tries again.
@@ -374,12 +386,9 @@ void Worker::Accept(size_t index, bool balanced) {
     if (balanced && !draining_ && !BalanceAllowsAccepting()) {
       balance_held_ = true;
       StopAccepting();
-      // Mid-batch: more are likely queued, and only a nudge wakes a sibling for
-      // them. (A write to the eventfd cannot fail but by overflow: see WakeSupervisor.)
-      if (i > 0 && p_.nudge_fd.valid()) {
-        uint64_t one = 1;
-        (void)!write(p_.nudge_fd.get(), &one, sizeof one);
-      }
+      // More are likely queued (the one that woke us, at least), and only a
+      // nudge wakes a sibling for them: one held back may take them now.
+      NudgeSiblings();
       return;
     }
     const ProxyProtocol proxy = listener_proxy_[index];
@@ -686,12 +695,11 @@ void Worker::SweepHeaders(Clock::time_point now) {
 void Worker::StartDrain() {
   if (draining_) return;
   draining_ = true;
-  // Take what is already queued for us so no wakeup meant for this worker is
-  // lost with it; the listening sockets stay open in the supervisor and the
-  // workers of the new generation.
-  if (accepting_) {
-    AcceptEverywhere();
-  }
+  // Take what is already queued so no connection is lost with us: a worker
+  // held back by the balance takes it too, since it may be the last to hold
+  // the listening socket at a stop (at a reload the sockets stay open in the
+  // supervisor and the workers of the new generation).
+  for (size_t i = 0; i < p_.listeners.size(); ++i) Accept(i, /*balanced=*/false);
   StopAccepting();
   p_.listeners.clear();  // our copies only: the sockets stay open elsewhere
   // Published last: "draining" tells the supervisor this worker holds no

@@ -19,8 +19,10 @@ const Clock::time_point kT0 = Clock::time_point{} + std::chrono::hours(24);
 
 TEST(BalanceWantsAccepting, AloneOrWithNobodyElseAcceptingAlwaysAccepts) {
   EXPECT_TRUE(BalanceWantsAccepting(1000, true, true, {}));
-  std::vector<PeerLoad> idle_but_full = {{0, false, false}, {0, false, false}};
-  EXPECT_TRUE(BalanceWantsAccepting(1000, true, true, idle_but_full)) << "never leave the listeners unwatched";
+  // Siblings that do not accept, and will not: one holds as many, one is busy.
+  std::vector<PeerLoad> will_not = {{1000, false, false}, {5, false, true}};
+  EXPECT_TRUE(BalanceWantsAccepting(1000, true, true, will_not)) << "never leave the listeners unwatched";
+  EXPECT_TRUE(BalanceWantsAccepting(1000, false, true, will_not)) << "never leave the listeners unwatched";
 }
 
 TEST(BalanceWantsAccepting, FewConnectionsStayWhereTheKernelPutThem) {
@@ -68,6 +70,32 @@ TEST(BalanceWantsAccepting, ASaturatedWorkerLeavesNewClientsToOneWithTime) {
   EXPECT_TRUE(BalanceWantsAccepting(10, true, true, busy));
   std::vector<PeerLoad> not_accepting = {{0, false, false}};
   EXPECT_TRUE(BalanceWantsAccepting(10, true, true, not_accepting));
+}
+
+TEST(BalanceWantsAccepting, FewConnectionsGoToOneWorkerWithTime) {
+  // A sibling with more connections, under 32, accepting and with time: it takes them.
+  EXPECT_FALSE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{5, true, false}}));
+  EXPECT_FALSE(BalanceWantsAccepting(3, false, false, std::vector<PeerLoad>{{31, true, false}})) << "held stays held";
+  // Not if it does not accept, has no time, or is full.
+  EXPECT_TRUE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{5, false, false}}));
+  EXPECT_TRUE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{5, true, true}}));
+  EXPECT_TRUE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{32, true, false}}));
+  // Fewer than this worker: this one is the one to fill.
+  EXPECT_TRUE(BalanceWantsAccepting(6, false, true, std::vector<PeerLoad>{{5, true, false}}));
+  // A tie goes to the first slot, so exactly one of two idle workers accepts.
+  EXPECT_FALSE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{0, true, false, /*earlier=*/true}}));
+  EXPECT_TRUE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{0, true, false, /*earlier=*/false}}));
+}
+
+TEST(BalanceWantsAccepting, AWorkerFullerThanAHeldSiblingWithTimeStepsBackForIt) {
+  // The sibling held back while this worker filled up to 32; it accepts again
+  // once it looks (the step back nudges it). Taking all 64 of a burst because
+  // it was not accepting that instant would undo the balance.
+  std::vector<PeerLoad> held = {{0, false, false}};
+  EXPECT_TRUE(BalanceWantsAccepting(32, false, true, held));
+  EXPECT_FALSE(BalanceWantsAccepting(33, false, true, held));
+  // Not for a busy one.
+  EXPECT_TRUE(BalanceWantsAccepting(33, false, true, std::vector<PeerLoad>{{3, false, true}}));
 }
 
 TEST(BalanceWantsAccepting, AWorkerWithNoConnectionIsNotSaturated) {
