@@ -46,11 +46,12 @@ bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting
   for (const PeerLoad& p : peers) {
     total += p.open;
     bool has_time = !p.saturated || p.open == 0;
-    // A sibling held back with time and fewer connections than this worker
-    // accepts as soon as it looks again (at once when nudged, and a worker
-    // that steps back nudges): one that waited for this worker to fill up
-    // must not leave it everything once it has.
-    someone_else_accepts = someone_else_accepts || p.accepting || (has_time && p.open < own_open);
+    // A sibling held back with fewer connections than this worker accepts as
+    // soon as it looks again (at once when nudged, and a worker that steps
+    // back nudges), even if busy: it is held only while someone else has
+    // time. So one that waited for this worker to fill up, or that was busy
+    // a moment, does not leave it every connection of a burst.
+    someone_else_accepts = someone_else_accepts || p.accepting || p.open < own_open;
     someone_else_has_time = someone_else_has_time || (p.accepting && has_time);
   }
   if (!someone_else_accepts) return true;

@@ -19,8 +19,8 @@ const Clock::time_point kT0 = Clock::time_point{} + std::chrono::hours(24);
 
 TEST(BalanceWantsAccepting, AloneOrWithNobodyElseAcceptingAlwaysAccepts) {
   EXPECT_TRUE(BalanceWantsAccepting(1000, true, true, {}));
-  // Siblings that do not accept, and will not: one holds as many, one is busy.
-  std::vector<PeerLoad> will_not = {{1000, false, false}, {5, false, true}};
+  // Siblings that do not accept, and hold as many or more: they will not.
+  std::vector<PeerLoad> will_not = {{1000, false, false}, {1200, false, true}};
   EXPECT_TRUE(BalanceWantsAccepting(1000, true, true, will_not)) << "never leave the listeners unwatched";
   EXPECT_TRUE(BalanceWantsAccepting(1000, false, true, will_not)) << "never leave the listeners unwatched";
 }
@@ -87,15 +87,17 @@ TEST(BalanceWantsAccepting, FewConnectionsGoToOneWorkerWithTime) {
   EXPECT_TRUE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{0, true, false, /*earlier=*/false}}));
 }
 
-TEST(BalanceWantsAccepting, AWorkerFullerThanAHeldSiblingWithTimeStepsBackForIt) {
-  // The sibling held back while this worker filled up to 32; it accepts again
-  // once it looks (the step back nudges it). Taking all 64 of a burst because
-  // it was not accepting that instant would undo the balance.
+TEST(BalanceWantsAccepting, AWorkerFullerThanAHeldSiblingStepsBackForIt) {
+  // The sibling held back while this worker filled up to 32, or while it was
+  // busy a moment; it accepts again once it looks (the step back nudges it).
+  // Taking all 64 of a burst because it was not accepting that instant would
+  // undo the balance for the connections' whole life.
   std::vector<PeerLoad> held = {{0, false, false}};
   EXPECT_TRUE(BalanceWantsAccepting(32, false, true, held));
   EXPECT_FALSE(BalanceWantsAccepting(33, false, true, held));
-  // Not for a busy one.
-  EXPECT_TRUE(BalanceWantsAccepting(33, false, true, std::vector<PeerLoad>{{3, false, true}}));
+  EXPECT_FALSE(BalanceWantsAccepting(33, false, true, std::vector<PeerLoad>{{3, false, true}})) << "busy too";
+  // And the sibling, nudged, does take them: nobody else accepts now.
+  EXPECT_TRUE(BalanceWantsAccepting(3, true, false, std::vector<PeerLoad>{{33, false, false}}));
 }
 
 TEST(BalanceWantsAccepting, AWorkerWithNoConnectionIsNotSaturated) {
