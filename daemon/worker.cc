@@ -701,6 +701,9 @@ void Worker::StartDrain() {
   // supervisor and the workers of the new generation).
   for (size_t i = 0; i < p_.listeners.size(); ++i) Accept(i, /*balanced=*/false);
   StopAccepting();
+  // A worker of the new generation held back while this one took the few
+  // connections (accept_balance.h) must not wait for its next look.
+  NudgeSiblings();
   p_.listeners.clear();  // our copies only: the sockets stay open elsewhere
   // Published last: "draining" tells the supervisor this worker holds no
   // listener any more, so a removed address can be closed.
