@@ -22,10 +22,9 @@ constexpr std::chrono::seconds kBootScanPeriod{2};
 // does not count, so nobody steps back in favour of it. Idle loops turn at
 // least once a second (WorkerParams::tick).
 constexpr std::chrono::seconds kPeerStale{3};
-// Stepping back takes holding more than kKernelShare connections and more
-// than the share by 1/16: up to 32 connections on a worker stay where the
-// kernel put them (a few busy ones are best served by one warm worker),
-// beyond that the counts are kept close.
+// Up to kKernelShare connections go to one worker with time (a few busy ones
+// are best served by one warm worker); beyond that, stepping back takes
+// holding more than the share by 1/16: the counts are kept close.
 constexpr double kKernelShare = 32;
 constexpr double kMarginFraction = 1.0 / 16;
 // A worker is saturated when its loop worked for this share of a busy window.
@@ -38,13 +37,13 @@ int64_t Nanos(AcceptBalance::Clock::duration d) { return std::chrono::duration_c
 
 bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting_now,
                            std::span<const PeerLoad> peers) {
-  // A worker with no connection is not saturated, whatever its last window
-  // said: its load has gone (the window closes only at its next turn).
   uint64_t total = own_open;
   bool someone_else_accepts = false;
   bool someone_else_has_time = false;
   for (const PeerLoad& p : peers) {
     total += p.open;
+    // A worker with no connection is not saturated, whatever its last window
+    // said: its load has gone (the window closes only at its next turn).
     bool has_time = !p.saturated || p.open == 0;
     // A sibling held back with fewer connections than this worker accepts as
     // soon as it looks again (at once when nudged, and a worker that steps

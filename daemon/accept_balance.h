@@ -14,12 +14,13 @@
 //     last busy window) and a sibling is not: new clients go where there is
 //     time to serve them;
 //   - it holds more than 32 connections and more than its fair share (the
-//     mean over itself and its siblings) by 1/16: below that the kernel's
-//     choice is the better one, above it the counts are kept close, for
-//     idle connections' memory and for streams begun together (placed before
-//     any is busy, they would load the workers as unevenly as they are
-//     counted). It comes back at or below the share (the gap is the
-//     hysteresis that keeps it from flapping).
+//     mean over itself and its siblings) by 1/16: beyond 32 the counts are
+//     kept close, for idle connections' memory and for streams begun
+//     together (placed before any is busy, they would load the workers as
+//     unevenly as they are counted). It comes back at or below the share
+//     (the gap is the hysteresis that keeps it from flapping). It steps
+//     back for a held sibling too, if that one holds fewer connections, and
+//     nudges it: nudged, it accepts, since nobody else does.
 // A worker with no connection is never saturated: its last busy window
 // closes only at its next turn, and until then it would wrongly step back.
 #pragma once
