@@ -40,6 +40,7 @@ bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting
   uint64_t total = own_open;
   bool someone_else_accepts = false;
   bool someone_else_has_time = false;
+  bool a_sibling_fills_up = false;
   for (const PeerLoad& p : peers) {
     total += p.open;
     // A worker with no connection is not saturated, whatever its last window
@@ -52,20 +53,16 @@ bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting
     // a moment, does not leave it every connection of a burst.
     someone_else_accepts = someone_else_accepts || p.accepting || p.open < own_open;
     someone_else_has_time = someone_else_has_time || (p.accepting && has_time);
+    // Few connections go to one worker, not wherever the kernel's wakeup
+    // lands: to a sibling with time that accepts and holds fewer than
+    // kKernelShare, but more than this worker (or as many, and its slot
+    // comes first).
+    a_sibling_fills_up = a_sibling_fills_up || (p.accepting && has_time && p.open < kKernelShare &&
+                                                (p.open > own_open || (p.open == own_open && p.earlier)));
   }
   if (!someone_else_accepts) return true;
   if (own_saturated && own_open > 0 && someone_else_has_time) return false;
-  // Few connections go to one worker, not wherever the kernel's wakeup
-  // lands: while a sibling with time accepts and holds fewer than
-  // kKernelShare, but more than this worker (or as many, and its slot comes
-  // first), new connections are left to it.
-  for (const PeerLoad& p : peers) {
-    bool has_time = !p.saturated || p.open == 0;
-    if (p.accepting && has_time && p.open < kKernelShare &&
-        (p.open > own_open || (p.open == own_open && p.earlier))) {
-      return false;
-    }
-  }
+  if (a_sibling_fills_up) return false;
   double share = static_cast<double>(total) / static_cast<double>(peers.size() + 1);
   if (!accepting_now) return own_open <= share;
   return own_open <= std::max(kKernelShare, share + share * kMarginFraction);
