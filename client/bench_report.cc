@@ -168,6 +168,17 @@ std::string LatencyJson(const Histogram& h) {
          ",\"mean\":" + micros(h.mean() / 1000.0) + ",\"stdev\":" + micros(h.stddev() / 1000.0) + "}";
 }
 
+// The latency histogram of --json: [highest nanosecond value of the bucket,
+// count] for each bucket that holds a value, lowest first, so that runs can
+// be merged and a percentile taken over all of their messages.
+std::string BucketsJson(const Histogram& h) {
+  std::string out = "[";
+  h.ForEachBucket([&](uint64_t highest, uint64_t count) {
+    out += (out.size() > 1 ? ",[" : "[") + std::to_string(highest) + "," + std::to_string(count) + "]";
+  });
+  return out + "]";
+}
+
 // The --source addresses, an array of strings.
 std::string SourcesJson(const std::vector<SocketAddress>& sources) {
   std::string out = "[";
@@ -210,6 +221,7 @@ std::string FormatJson(const BenchConfig& config, const BenchResult& r, int exit
   field("cycles", integer(cycles ? r.requests : 0));
   field("cycles_per_s", number(cycles ? Rate(static_cast<double>(r.requests), seconds) : 0.0));
   field("latency_us", LatencyJson(r.latency));
+  field("latency_buckets_ns", BucketsJson(r.latency));
   field("failures", "{\"refused\":" + integer(r.Failures(FailureKind::kRefused)) +
                         ",\"reset\":" + integer(r.Failures(FailureKind::kReset)) +
                         ",\"timeout\":" + integer(r.Failures(FailureKind::kTimeout)) +

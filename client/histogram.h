@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 
 namespace rot13d::client {
@@ -27,6 +28,16 @@ class Histogram {
   // are <= v, within the bucket precision (the highest value of its bucket,
   // never above the true maximum). 0 when empty.
   uint64_t ValueAtQuantile(double quantile) const;
+  // Calls f(highest value of the bucket, count) for each bucket that holds a
+  // value, lowest first: enough to merge runs elsewhere (the bucket bounds are
+  // the same in every run) and find a quantile of them all, as
+  // ValueAtQuantile would have over the merged histogram.
+  template <typename F>
+  void ForEachBucket(F&& f) const {
+    for (int i = 0; i < kBuckets; ++i) {
+      if (counts_[static_cast<std::size_t>(i)] != 0) f(BucketHighest(i), counts_[static_cast<std::size_t>(i)]);
+    }
+  }
 
   // Bucket arithmetic, public for the tests.
   static int BucketOf(uint64_t value);

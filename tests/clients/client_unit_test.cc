@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "client/args.h"
 #include "client/bench_report.h"
@@ -327,6 +329,24 @@ TEST(HistogramTest, QuantilesOfAUniformSpread) {
   EXPECT_EQ(h.count(), 100'001u);
   EXPECT_EQ(h.min(), 5u);
   EXPECT_EQ(Histogram().ValueAtQuantile(0.5), 0u);
+}
+
+// What --json prints for merging: each bucket that holds a value once, lowest
+// first, with its count; the bucket of a value is the one whose highest value
+// is the first at or above it.
+TEST(HistogramTest, BucketsListedAreTheOnesThatHoldValues) {
+  Histogram h;
+  for (uint64_t v : {5, 5, 1000, 1001, 2'000'000}) h.Record(v);
+  std::vector<std::pair<uint64_t, uint64_t>> seen;
+  h.ForEachBucket([&](uint64_t highest, uint64_t count) { seen.emplace_back(highest, count); });
+  ASSERT_EQ(seen.size(), 3u) << "1000 and 1001 share a bucket 8 wide";
+  EXPECT_EQ(seen[0], (std::pair<uint64_t, uint64_t>{5, 2}));
+  EXPECT_EQ(seen[1], (std::pair<uint64_t, uint64_t>{Histogram::BucketHighest(Histogram::BucketOf(1000)), 2}));
+  EXPECT_GE(seen[1].first, 1001u);
+  EXPECT_EQ(seen[2], (std::pair<uint64_t, uint64_t>{Histogram::BucketHighest(Histogram::BucketOf(2'000'000)), 1}));
+  int calls = 0;
+  Histogram().ForEachBucket([&](uint64_t, uint64_t) { ++calls; });
+  EXPECT_EQ(calls, 0);
 }
 
 TEST(HistogramTest, StandardDeviationIsExact) {

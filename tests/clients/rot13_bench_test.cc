@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -68,6 +70,35 @@ void ExpectOrderedLatencies(const Json& j) {
   EXPECT_LE(Num(l, "stdev"), Num(l, "max"));
 }
 
+// The histogram of --json holds every message (or cycle) counted, in buckets
+// that rise, and gives back the p99 the report states: what lets the
+// benchmark merge rounds and take a p99 over all of them.
+void ExpectBucketsAgree(const Json& j) {
+  const Json& buckets = j["latency_buckets_ns"];
+  ASSERT_EQ(buckets.type, Json::Type::kArray);
+  ASSERT_FALSE(buckets.array.empty());
+  double total = 0, previous = -1;
+  for (const Json& b : buckets.array) {
+    ASSERT_EQ(b.type, Json::Type::kArray);
+    ASSERT_EQ(b.array.size(), 2u);
+    EXPECT_GT(b.array[0].number, previous) << "buckets come lowest first, each once";
+    EXPECT_GT(b.array[1].number, 0) << "only buckets that hold a value";
+    previous = b.array[0].number;
+    total += b.array[1].number;
+  }
+  EXPECT_EQ(total, Num(j, "requests"));
+  const double rank = std::ceil(0.99 * total);
+  double seen = 0, p99_us = 0;
+  for (const Json& b : buckets.array) {
+    seen += b.array[1].number;
+    if (seen >= rank) {
+      p99_us = std::min(b.array[0].number / 1000, Num(j["latency_us"], "max"));
+      break;
+    }
+  }
+  EXPECT_NEAR(p99_us, Num(j["latency_us"], "p99"), 0.051);
+}
+
 TEST_F(BenchTest, StreamModeVerifiesEveryByte) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon());
   Json j = BenchJson({"stream", "-c", "3", "-n", "2M", v4()}, kExitOk);
@@ -80,6 +111,8 @@ TEST_F(BenchTest, StreamModeVerifiesEveryByte) {
   EXPECT_EQ(Num(j, "bytes_sent"), 3 * (2 << 20));
   EXPECT_EQ(Num(j, "bytes"), 3 * (2 << 20)) << "every byte sent came back, verified";
   EXPECT_EQ(Num(j, "requests"), 3) << "completed connections";
+  EXPECT_TRUE(j["latency_buckets_ns"].type == Json::Type::kArray && j["latency_buckets_ns"].array.empty())
+      << "stream measures no latency";
   EXPECT_GT(Num(j, "seconds"), 0);
   EXPECT_GT(Num(j, "mib_per_s"), 0);
   EXPECT_NEAR(Num(j, "mib_per_s"), 6 / Num(j, "seconds"), 0.01 * Num(j, "mib_per_s") + 0.01);
@@ -98,6 +131,7 @@ TEST_F(BenchTest, RequestResponseModeReportsRateAndLatency) {
   EXPECT_EQ(Num(j, "bytes"), requests * 100) << "only whole answers count";
   EXPECT_NEAR(Num(j, "requests_per_s"), requests / Num(j, "seconds"), 0.01 * requests);
   ExpectOrderedLatencies(j);
+  ExpectBucketsAgree(j);
 }
 
 TEST_F(BenchTest, ConnectModeCountsCycles) {
@@ -111,6 +145,7 @@ TEST_F(BenchTest, ConnectModeCountsCycles) {
   EXPECT_EQ(Num(j, "bytes"), cycles * 16);
   EXPECT_GT(Num(j, "cycles_per_s"), 0);
   ExpectOrderedLatencies(j);
+  ExpectBucketsAgree(j);
 }
 
 TEST_F(BenchTest, RequestLimitEndsTheRunEarly) {
