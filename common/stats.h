@@ -66,6 +66,10 @@ struct alignas(64) WorkerStats {
   // layout stays 1: an older image's workers leave it 0, never busy.
   std::atomic<uint32_t> busy_permille{0};
   std::atomic<uint64_t> listener_key{0};  // which listening sockets it serves; 0 = none yet
+  // 1 while it does not watch its listeners only because the balance holds it
+  // back: nudged, it watches again. Not set while it is paused or cannot
+  // watch (accepting is 0 then too). Also in what was padding.
+  std::atomic<uint32_t> held{0};
 
   alignas(64) std::atomic<uint64_t> connections_total{0};  // accepted
   std::atomic<uint64_t> bytes_received{0};

@@ -41,6 +41,7 @@ bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting
   bool someone_else_accepts = false;
   bool someone_else_has_time = false;
   bool a_sibling_fills_up = false;
+  const double fill_limit = accepting_now ? kKernelShare - kKernelShare * kMarginFraction : kKernelShare;
   for (const PeerLoad& p : peers) {
     total += p.open;
     // A worker with no connection is not saturated, whatever its last window
@@ -51,14 +52,15 @@ bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting
     // back nudges), even if busy: it is held only while someone else has
     // time. So one that waited for this worker to fill up, or that was busy
     // a moment, does not leave it every connection of a burst.
-    someone_else_accepts = someone_else_accepts || p.accepting || p.open < own_open;
+    someone_else_accepts = someone_else_accepts || p.accepting || (p.held && p.open < own_open);
     someone_else_has_time = someone_else_has_time || (p.accepting && has_time);
     // Few connections go to one worker, not wherever the kernel's wakeup
-    // lands: to a sibling with time that accepts and holds fewer than
-    // kKernelShare, but more than this worker (or as many, and its slot
-    // comes first).
-    a_sibling_fills_up = a_sibling_fills_up || (p.accepting && has_time && p.open < kKernelShare &&
-                                                (p.open > own_open || (p.open == own_open && p.earlier)));
+    // lands: to an awake sibling with time that accepts and holds fewer
+    // than kKernelShare (less the margin once this worker accepts beside
+    // it), but more than this worker (or as many, and its slot comes first).
+    a_sibling_fills_up = a_sibling_fills_up ||
+                         (p.accepting && p.awake && has_time && p.open < fill_limit &&
+                          (p.open > own_open || (p.open == own_open && p.earlier)));
   }
   if (!someone_else_accepts) return true;
   if (own_saturated && own_open > 0 && someone_else_has_time) return false;
@@ -112,10 +114,12 @@ bool AcceptBalance::Allows(uint32_t own_open, bool accepting_now, Clock::time_po
     // A sibling asleep in epoll_wait has no fresh heartbeat: it is not busy,
     // whatever its last window said.
     bool fresh = Nanos(now.time_since_epoch()) - s->heartbeat_ns.load(std::memory_order_relaxed) <= Nanos(kBusyWindow);
-    loads_.push_back({s->open_connections.load(std::memory_order_relaxed),
-                      s->accepting.load(std::memory_order_relaxed) != 0,
-                      fresh && s->busy_permille.load(std::memory_order_relaxed) >= kSaturatedPermille,
-                      /*earlier=*/s < own_});
+    loads_.push_back({.open = s->open_connections.load(std::memory_order_relaxed),
+                      .accepting = s->accepting.load(std::memory_order_relaxed) != 0,
+                      .saturated = fresh && s->busy_permille.load(std::memory_order_relaxed) >= kSaturatedPermille,
+                      .earlier = s < own_,
+                      .held = s->held.load(std::memory_order_relaxed) != 0,
+                      .awake = fresh});
   }
   for (const PeerLoad& p : loads_) total_ += p.open;
   return BalanceWantsAccepting(own_open, Saturated(now), accepting_now, loads_);

@@ -42,6 +42,8 @@ constexpr uint64_t kListenerTag = 1ull << 62;
 constexpr uint64_t kSignalTag = 1ull << 61;
 constexpr uint64_t kNudgeTag = 1ull << 60;
 constexpr int kAcceptBatch = 64;
+// What a worker that starts to drain takes at most from each listener's queue: 65,536.
+constexpr int kDrainBatches = 1024;
 // After EMFILE/ENFILE, stop accepting for this long instead of spinning on a
 // listener that stays readable (accept(2) leaves the connection queued).
 constexpr milliseconds kAcceptPauseOnExhaustion{250};
@@ -159,7 +161,9 @@ class Worker {
   void MaybeTrimHeap(bool idle_turn);
   void AcceptEverywhere();
   // Takes what waits on listener `index`, a batch at most; unbalanced: whatever the siblings hold.
-  void Accept(size_t index, bool balanced = true);
+  // Takes up to kAcceptBatch connections; true when it took them all and
+  // more may be queued.
+  bool Accept(size_t index, bool balanced = true);
   void RescueBacklog();
   void ReportExhaustion(int error);
   void AddConnection(UniqueFd fd, bool tcp, ProxyProtocol proxy, uint32_t address_entry);
@@ -187,6 +191,11 @@ class Worker {
   bool UpdateInterest(Connection* c);
   Status SetAccepting(bool on);
   void StopAccepting() { (void)SetAccepting(false); }  // stopping cannot fail
+  // Whether the balance holds this worker back, here and in its slot for the siblings.
+  void SetHeld(bool held) {
+    balance_held_ = held;
+    p_.stats->held.store(held ? 1 : 0, std::memory_order_relaxed);
+  }
   void ReconsiderAccepting();
   void NudgeSiblings();
   bool BalanceAllowsAccepting() { return balance_.Allows(static_cast<uint32_t>(open_), accepting_, now_); }
@@ -361,11 +370,14 @@ void Worker::NudgeSiblings() {
 
 void Worker::ReconsiderAccepting() {
   bool want = !draining_ && open_ < p_.max_connections && now_ >= accept_paused_until_;
-  bool was_held = balance_held_;
-  balance_held_ = want && !BalanceAllowsAccepting();
-  // Stepping back for a sibling that is held too: it must look again now.
-  if (balance_held_ && !was_held && accepting_) NudgeSiblings();
-  if (Status s = SetAccepting(want && !balance_held_); !s) {
+  bool stepping_back = accepting_ && !balance_held_;
+  SetHeld(want && !BalanceAllowsAccepting());
+  stepping_back = stepping_back && balance_held_;
+  Status s = SetAccepting(want && !balance_held_);
+  // Stepping back for a sibling that is held too: it must look again now,
+  // and see this worker's slot say it no longer accepts.
+  if (stepping_back) NudgeSiblings();
+  if (!s) {
     // The epoll set is full (fs.epoll.max_user_watches) or memory is short:
     // the siblings accept meanwhile, and the next turn tries again.
     if (!watch_failing_) Log(LogLevel::kError, "worker cannot accept for now: " + s.error().ToString());
@@ -375,21 +387,21 @@ void Worker::ReconsiderAccepting() {
   }
 }
 
-void Worker::Accept(size_t index, bool balanced) {
+bool Worker::Accept(size_t index, bool balanced) {
   for (int i = 0; i < kAcceptBatch && (accepting_ || !balanced); ++i) {
     if (open_ >= p_.max_connections) {
       // Leave further connections in the backlog for a worker with room.
       StopAccepting();
-      return;
+      return false;
     }
     // While draining, this takes what the kernel already queued for us.
     if (balanced && !draining_ && !BalanceAllowsAccepting()) {
-      balance_held_ = true;
+      SetHeld(true);
       StopAccepting();
       // More are likely queued (the one that woke us, at least), and only a
       // nudge wakes a sibling for them: one held back may take them now.
       NudgeSiblings();
-      return;
+      return false;
     }
     const ProxyProtocol proxy = listener_proxy_[index];
     // Only a PROXY listener needs the peer now: to check it may send a header.
@@ -418,7 +430,7 @@ void Worker::Accept(size_t index, bool balanced) {
     if (errno != EAGAIN && errno != EINTR) Bump(p_.stats->accept_errors, uint64_t{1});
     switch (errno) {
       case EAGAIN:
-        return;
+        return false;
       case EINTR:
       case ECONNABORTED:
       case EPROTO:
@@ -431,12 +443,13 @@ void Worker::Accept(size_t index, bool balanced) {
         ReportExhaustion(errno);
         accept_paused_until_ = now_ + kAcceptPauseOnExhaustion;
         StopAccepting();
-        return;
+        return false;
       default:
         Log(LogLevel::kError, Error(ErrnoErr() << "accept").ToString());
-        return;
+        return false;
     }
   }
+  return accepting_ || !balanced;
 }
 
 // Connections a held worker left for its siblings, taken anyway once they
@@ -699,7 +712,12 @@ void Worker::StartDrain() {
   // held back by the balance takes it too, since it may be the last to hold
   // the listening socket at a stop (at a reload the sockets stay open in the
   // supervisor and the workers of the new generation).
-  for (size_t i = 0; i < p_.listeners.size(); ++i) Accept(i, /*balanced=*/false);
+  // Until the queue is empty or this worker is full; bounded, so that a
+  // flood at this moment cannot keep the drain from starting.
+  for (size_t i = 0; i < p_.listeners.size(); ++i) {
+    for (int batch = 0; batch < kDrainBatches && Accept(i, /*balanced=*/false); ++batch) {
+    }
+  }
   StopAccepting();
   // A worker of the new generation held back while this one took the few
   // connections (accept_balance.h) must not wait for its next look.

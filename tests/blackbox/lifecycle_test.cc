@@ -133,6 +133,43 @@ TEST_F(LifecycleTest, SigtermLetsTransferInProgressFinish) {
   for (pid_t w : workers) EXPECT_FALSE(ProcessAlive(w)) << "worker " << w;
 }
 
+// At a stop the supervisor closes its copies of the listening sockets and the
+// workers theirs; what is still queued when the last copy closes is reset.
+// So a worker takes everything queued as it starts to drain, not one batch
+// of 64: here 200 connections wait behind a stopped worker when the stop comes.
+TEST_F(LifecycleTest, SigtermServesEveryConnectionAlreadyQueued) {
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 1\nshutdown_timeout = 20\n", 1));
+  const pid_t worker = daemon_->Workers().at(0);
+  ASSERT_EQ(FreshRoundTrip("Hello"), "Uryyb");
+  auto state = [&] {
+    std::string stat = ReadFile("/proc/" + std::to_string(worker) + "/stat");
+    size_t paren = stat.rfind(')');
+    return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
+  };
+  ASSERT_TRUE(daemon_->SignalWorker(worker, SIGSTOP));
+  ASSERT_TRUE(WaitFor([&] { char s = state(); return s == 'T' || s == 't'; }, kIoTimeout));
+  constexpr int kQueued = 200;
+  std::vector<Client> clients;
+  for (int i = 0; i < kQueued; ++i) {
+    clients.push_back(Client::Connect(address()));
+    ASSERT_TRUE(clients.back().connected()) << "connection " << i << ": " << clients.back().error();
+    ASSERT_TRUE(clients.back().SendAll("Hello"));
+  }
+  daemon_->Signal(SIGTERM);
+  const bool stopping = daemon_->WaitForLog("stopping gracefully");
+  ASSERT_TRUE(daemon_->SignalWorker(worker, SIGCONT));
+  ASSERT_TRUE(stopping);
+  int answered = 0;
+  for (Client& c : clients) {
+    c.ShutdownWrite();
+    if (c.ReceiveToEof(kIoTimeout) == "Uryyb" && c.eof()) ++answered;
+  }
+  EXPECT_EQ(answered, kQueued) << daemon_->Log();
+  std::optional<int> status = daemon_->WaitExit();
+  ASSERT_TRUE(status) << "still running after the last connection closed";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
+}
+
 TEST_F(LifecycleTest, SigquitStopsAtOnceWithOpenConnections) {
   ASSERT_NO_FATAL_FAILURE(Start("workers = 2\nshutdown_timeout = 30\n", 2));
   std::vector<pid_t> workers = daemon_->Workers();

@@ -25,7 +25,7 @@ TEST(BalanceWantsAccepting, AloneOrWithNobodyElseAcceptingAlwaysAccepts) {
   EXPECT_TRUE(BalanceWantsAccepting(1000, false, true, will_not)) << "never leave the listeners unwatched";
 }
 
-TEST(BalanceWantsAccepting, FewConnectionsStayWhereTheKernelPutThem) {
+TEST(BalanceWantsAccepting, UpTo32ConnectionsMayStayOnOneWorker) {
   // Up to 32 on this worker, whatever the siblings hold.
   std::vector<PeerLoad> idle = {{0, true, false}};
   EXPECT_TRUE(BalanceWantsAccepting(16, false, true, idle));
@@ -92,12 +92,39 @@ TEST(BalanceWantsAccepting, AWorkerFullerThanAHeldSiblingStepsBackForIt) {
   // busy a moment; it accepts again once it looks (the step back nudges it).
   // Taking all 64 of a burst because it was not accepting that instant would
   // undo the balance for the connections' whole life.
-  std::vector<PeerLoad> held = {{0, false, false}};
+  std::vector<PeerLoad> held = {{.open = 0, .held = true}};
   EXPECT_TRUE(BalanceWantsAccepting(32, false, true, held));
   EXPECT_FALSE(BalanceWantsAccepting(33, false, true, held));
-  EXPECT_FALSE(BalanceWantsAccepting(33, false, true, std::vector<PeerLoad>{{3, false, true}})) << "busy too";
+  EXPECT_FALSE(BalanceWantsAccepting(33, false, true, std::vector<PeerLoad>{{.open = 3, .saturated = true, .held = true}}))
+      << "busy too";
   // And the sibling, nudged, does take them: nobody else accepts now.
-  EXPECT_TRUE(BalanceWantsAccepting(3, true, false, std::vector<PeerLoad>{{33, false, false}}));
+  EXPECT_TRUE(BalanceWantsAccepting(3, true, false, std::vector<PeerLoad>{{.open = 33, .held = true}}));
+  // Not for one that does not watch for another reason (accepts paused after
+  // EMFILE, its listeners could not be registered): nudged, it still would
+  // not, and nobody would watch the listeners.
+  EXPECT_TRUE(BalanceWantsAccepting(33, false, true, std::vector<PeerLoad>{{.open = 0, .held = false}}));
+}
+
+TEST(BalanceWantsAccepting, ASiblingGoingBackAndForthAcross32DoesNotFlipAWorker) {
+  // Held while the sibling fills up; accepting beside it once it reaches 32.
+  EXPECT_FALSE(BalanceWantsAccepting(0, false, false, std::vector<PeerLoad>{{31, true, false}}));
+  EXPECT_TRUE(BalanceWantsAccepting(0, false, false, std::vector<PeerLoad>{{32, true, false}}));
+  // Accepting, it steps back again only when the sibling is under 30.
+  EXPECT_TRUE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{31, true, false}}));
+  EXPECT_TRUE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{30, true, false}}));
+  EXPECT_FALSE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{29, true, false}}));
+}
+
+TEST(BalanceWantsAccepting, AFullerSiblingThatIsNotAwakeIsNotWaitedFor) {
+  // Its loop has not turned for a busy window: asleep, or stopped or hung,
+  // and then only the backlog rescue would take the connections it is left.
+  // Both watch instead; an asleep one is woken by what it is given.
+  EXPECT_FALSE(BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{.open = 5, .accepting = true}}));
+  EXPECT_TRUE(
+      BalanceWantsAccepting(0, false, true, std::vector<PeerLoad>{{.open = 5, .accepting = true, .awake = false}}));
+  EXPECT_TRUE(
+      BalanceWantsAccepting(0, false, false, std::vector<PeerLoad>{{.open = 5, .accepting = true, .awake = false}}))
+      << "held, it comes back";
 }
 
 TEST(BalanceWantsAccepting, AWorkerWithNoConnectionIsNotSaturated) {
@@ -120,8 +147,9 @@ class AcceptBalanceTest : public ::testing::Test {
  protected:
   static constexpr uint64_t kKey = 42;
   void SetSlot(size_t i, WorkerPhase phase, uint32_t open, bool accepting, Clock::time_point heartbeat,
-               uint64_t key = kKey, uint32_t busy_permille = 0) {
+               uint64_t key = kKey, uint32_t busy_permille = 0, bool held = false) {
     table_[i].SetPhase(phase);
+    table_[i].held.store(held ? 1 : 0);
     table_[i].busy_permille.store(busy_permille);
     table_[i].open_connections.store(open);
     table_[i].accepting.store(accepting ? 1 : 0);
@@ -234,6 +262,32 @@ TEST_F(AcceptBalanceTest, SaturatedSiblingsCountOnlyWhileAwake) {
   EXPECT_FALSE(b.Allows(10, true, t)) << "the sibling has time";
   SetSlot(1, WorkerPhase::kAccepting, 40, true, t - milliseconds(500), kKey, 950);
   EXPECT_FALSE(b.Allows(10, true, t)) << "a sibling asleep in epoll_wait is not busy";
+}
+
+TEST_F(AcceptBalanceTest, OfTwoIdleWorkersTheFirstSlotAccepts) {
+  SetSlot(0, WorkerPhase::kAccepting, 0, true, kT0);
+  SetSlot(1, WorkerPhase::kAccepting, 0, true, kT0);
+  AcceptBalance first(&table_[0], table_.data(), table_.size());
+  AcceptBalance second(&table_[1], table_.data(), table_.size());
+  first.Start(kKey, kT0);
+  second.Start(kKey, kT0);
+  EXPECT_TRUE(first.Allows(0, true, kT0));
+  EXPECT_FALSE(second.Allows(0, true, kT0));
+}
+
+TEST_F(AcceptBalanceTest, ReadsWhetherASiblingIsHeldAndWhetherItIsAwake) {
+  AcceptBalance b(&table_[0], table_.data(), table_.size());
+  // Not watching, 0 connections: held by the balance, it will take them.
+  SetSlot(1, WorkerPhase::kAccepting, 0, false, kT0, kKey, 0, /*held=*/true);
+  b.Start(kKey, kT0);
+  EXPECT_FALSE(b.Allows(40, true, kT0));
+  SetSlot(1, WorkerPhase::kAccepting, 0, false, kT0, kKey, 0, /*held=*/false);
+  EXPECT_TRUE(b.Allows(40, true, kT0)) << "paused or unable to watch: it would not";
+  // A fuller sibling under 32 takes the few connections while it is awake.
+  SetSlot(1, WorkerPhase::kAccepting, 5, true, kT0 - milliseconds(50));
+  EXPECT_FALSE(b.Allows(0, true, kT0));
+  SetSlot(1, WorkerPhase::kAccepting, 5, true, kT0 - milliseconds(51));
+  EXPECT_TRUE(b.Allows(0, true, kT0)) << "its loop has not turned for a busy window";
 }
 
 TEST_F(AcceptBalanceTest, BacklogIsRescuedAfterItWaited20Ms) {
