@@ -52,13 +52,21 @@ ExitDecision DecideOnExit(const WorkerRecord& worker, const ExitStatus& status, 
   const bool lived = now - worker.started >= policy.healthy_after;
   const int streak = lived ? 0 : worker.failures;
   d.boot_failures = worker.booted ? 0 : worker.boot_failures;
+  d.boot_kills = worker.booted ? 0 : worker.boot_kills;
   if (KilledFromOutside(worker, status)) {
-    // Once serving, never held against it. Killed again and again while
-    // booting (an OOM kill of every new worker), it backs off from its second
-    // kill in a row, so that replacing it never becomes a fork loop; it still
-    // never gives up nor counts for the crash-loop governor.
-    d.failures = worker.booted ? streak : streak + 1;
-    if (!worker.booted && d.failures > 1) d.delay = BackoffDelay(policy, d.failures - 1);
+    // Not its failure: its own streak neither grows nor resets, and once
+    // serving it is replaced at once. Killed again and again while booting
+    // (an OOM kill of every new worker), with none of the slot's workers
+    // booting in between, it backs off from the second kill in a row, so
+    // that replacing it never becomes a fork loop; it still never gives up
+    // nor counts for the crash-loop governor. (A storm that kills booted and
+    // booting workers alike is no such loop: counting all its kills before
+    // booting, every slot backed off for seconds and left none serving.)
+    d.failures = streak;
+    if (!worker.booted) {
+      d.boot_kills = worker.boot_kills + 1;
+      if (d.boot_kills > 1) d.delay = BackoffDelay(policy, d.boot_kills - 1);
+    }
     return d;
   }
   d.failures = streak + 1;

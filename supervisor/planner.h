@@ -72,6 +72,9 @@ struct WorkerRecord {
   TimePoint started{};
   int failures = 0;       // consecutive unexpected exits
   int boot_failures = 0;  // consecutive exits before booting
+  // Consecutive SIGKILLs from outside before booting, with no worker of the
+  // slot booting in between: only a backoff, not carried over an upgrade.
+  int boot_kills = 0;
   TimePoint restart_at{};
   TimePoint kill_at{};
   bool kill_sent = false;
@@ -125,6 +128,7 @@ struct ExitDecision {
   milliseconds delay{0};
   int failures = 0;
   int boot_failures = 0;
+  int boot_kills = 0;
 };
 
 // respawn_wanted: the worker's generation is in force (or is the canary) and

@@ -128,6 +128,7 @@ void WorkerPool::Apply(WorkerRecord& w, const ExitDecision& d, TimePoint now) {
       w.state = WorkerState::kBackoff;
       w.failures = d.failures;
       w.boot_failures = d.boot_failures;
+      w.boot_kills = d.boot_kills;
       w.restart_at = now + d.delay;
       break;
     case ExitDecision::Kind::kGiveUp: w.state = WorkerState::kFailed; break;

@@ -292,8 +292,10 @@ TEST(DecideOnExit, SigkillFromOutsideDuringBootNeverGivesUpAndBacksOffWhenRepeat
     ASSERT_EQ(d.kind, ExitDecision::Kind::kRespawn) << "kill " << i;
     EXPECT_EQ(d.boot_failures, 2) << "kept, not grown";
     EXPECT_EQ(d.delay, i == 1 ? milliseconds(0) : BackoffDelay(p, i - 1)) << "kill " << i;
+    EXPECT_EQ(d.failures, 0) << "not its failure";
     w.failures = d.failures;
     w.boot_failures = d.boot_failures;
+    w.boot_kills = d.boot_kills;
     w.started = now;
   }
   // Nor does the crash-loop governor count it.
@@ -302,6 +304,35 @@ TEST(DecideOnExit, SigkillFromOutsideDuringBootNeverGivesUpAndBacksOffWhenRepeat
   EXPECT_NE(n.text.find("before it was accepting"), std::string::npos) << n.text;
   EXPECT_EQ(RestartCause(w, ExitStatus{.signal = SIGKILL}, ExitDecision{.kind = ExitDecision::Kind::kRespawn}),
             RestartReason::kKilled);
+}
+
+// A storm of kills from outside hits workers booting and serving alike: a
+// worker of the slot that booted in between breaks the row, so the slot is
+// replaced at once again; only kills of every new worker back off.
+TEST(DecideOnExit, ABootedWorkerBetweenTwoKillsWhileBootingBreaksTheRow) {
+  RestartPolicy p;
+  const ExitStatus killed{.signal = SIGKILL};
+  WorkerRecord w = Booted(kT0);
+  TimePoint now = kT0;
+  auto die = [&](bool booted) {
+    now += milliseconds(50);
+    w.booted = booted;
+    ExitDecision d = DecideOnExit(w, killed, now, p, true);
+    w.failures = d.failures;
+    w.boot_failures = d.boot_failures;
+    w.boot_kills = d.boot_kills;
+    w.started = now;
+    return d.delay;
+  };
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(die(false), milliseconds(0)) << "round " << i << ": the first kill while booting in a row";
+    EXPECT_EQ(die(true), milliseconds(0)) << "round " << i << ": killed while serving";
+  }
+  EXPECT_EQ(die(false), milliseconds(0));
+  EXPECT_EQ(die(false), BackoffDelay(p, 1)) << "two in a row";
+  EXPECT_EQ(die(false), BackoffDelay(p, 2));
+  EXPECT_EQ(die(true), milliseconds(0));
+  EXPECT_EQ(die(false), milliseconds(0)) << "the row starts over";
 }
 
 TEST(DecideOnExit, FailuresResetAfterHealthyAfter) {
