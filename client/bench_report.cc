@@ -174,7 +174,12 @@ std::string LatencyJson(const Histogram& h) {
 std::string BucketsJson(const Histogram& h) {
   std::string out = "[";
   h.ForEachBucket([&](uint64_t highest, uint64_t count) {
-    out += (out.size() > 1 ? ",[" : "[") + std::to_string(highest) + "," + std::to_string(count) + "]";
+    if (out.size() > 1) out += ',';
+    out += '[';
+    out += std::to_string(highest);
+    out += ',';
+    out += std::to_string(count);
+    out += ']';
   });
   return out + "]";
 }
@@ -182,7 +187,10 @@ std::string BucketsJson(const Histogram& h) {
 // The --source addresses, an array of strings.
 std::string SourcesJson(const std::vector<SocketAddress>& sources) {
   std::string out = "[";
-  for (const SocketAddress& source : sources) out += (out.size() > 1 ? "," : "") + JsonString(source.HostToString());
+  for (const SocketAddress& source : sources) {
+    if (out.size() > 1) out += ',';
+    out += JsonString(source.HostToString());  // ("," + string trips GCC 12's -Wrestrict at -O3)
+  }
   return out + "]";
 }
 
