@@ -43,6 +43,7 @@ void WorkerStats::Reset() {
   accepting.store(0);
   busy_permille.store(0);
   held.store(0);
+  waiting.store(0);
   listener_key.store(0);
   for (auto* c : {&connections_total, &bytes_received, &bytes_sent, &accept_errors, &duration_sum_us}) c->store(0);
   for (auto& c : closed) c.store(0);

@@ -70,6 +70,9 @@ struct alignas(64) WorkerStats {
   // back: nudged, it watches again. Not set while it is paused or cannot
   // watch (accepting is 0 then too). Also in what was padding.
   std::atomic<uint32_t> held{0};
+  // 1 while its loop waits in epoll_wait: a heartbeat that is old then means
+  // asleep, not stuck (the heartbeat is written once per loop turn).
+  std::atomic<uint32_t> waiting{0};
 
   alignas(64) std::atomic<uint64_t> connections_total{0};  // accepted
   std::atomic<uint64_t> bytes_received{0};

@@ -52,7 +52,7 @@ bool BalanceWantsAccepting(uint32_t own_open, bool own_saturated, bool accepting
     // back nudges), even if busy: it is held only while someone else has
     // time. So one that waited for this worker to fill up, or that was busy
     // a moment, does not leave it every connection of a burst.
-    someone_else_accepts = someone_else_accepts || p.accepting || (p.held && p.open < own_open);
+    someone_else_accepts = someone_else_accepts || p.accepting || (p.held && p.awake && p.open < own_open);
     someone_else_has_time = someone_else_has_time || (p.accepting && has_time);
     // Few connections go to one worker, not wherever the kernel's wakeup
     // lands: to an awake sibling with time that accepts and holds fewer
@@ -111,15 +111,22 @@ bool AcceptBalance::Allows(uint32_t own_open, bool accepting_now, Clock::time_po
     if (s->Phase() != WorkerPhase::kAccepting) continue;
     if (s->listener_key.load(std::memory_order_relaxed) != key_) continue;
     if (Nanos(now.time_since_epoch()) - s->heartbeat_ns.load(std::memory_order_relaxed) > Nanos(kPeerStale)) continue;
+    const int64_t age = Nanos(now.time_since_epoch()) - s->heartbeat_ns.load(std::memory_order_relaxed);
     // A sibling asleep in epoll_wait has no fresh heartbeat: it is not busy,
     // whatever its last window said.
-    bool fresh = Nanos(now.time_since_epoch()) - s->heartbeat_ns.load(std::memory_order_relaxed) <= Nanos(kBusyWindow);
+    const bool fresh = age <= Nanos(kBusyWindow);
+    const bool held = s->held.load(std::memory_order_relaxed) != 0;
+    // Awake: it will take what it is left. Asleep in epoll_wait, it is woken
+    // by an arrival or a nudge; working, its loop turned within two windows
+    // (one working for longer is stuck, or stopped). A held one looks again
+    // every 50 ms at most, asleep or not, so only its heartbeat tells.
+    const bool awake = (s->waiting.load(std::memory_order_relaxed) != 0 && !held) || age <= 2 * Nanos(kBusyWindow);
     loads_.push_back({.open = s->open_connections.load(std::memory_order_relaxed),
                       .accepting = s->accepting.load(std::memory_order_relaxed) != 0,
                       .saturated = fresh && s->busy_permille.load(std::memory_order_relaxed) >= kSaturatedPermille,
                       .earlier = s < own_,
-                      .held = s->held.load(std::memory_order_relaxed) != 0,
-                      .awake = fresh});
+                      .held = held,
+                      .awake = awake});
   }
   for (const PeerLoad& p : loads_) total_ += p.open;
   return BalanceWantsAccepting(own_open, Saturated(now), accepting_now, loads_);

@@ -6,7 +6,8 @@
 // with its clients for a CPU (p99 several times higher). The kernel's wakeup
 // under EPOLLEXCLUSIVE keeps them together only some of the time, so a
 // worker leaves new connections to a sibling that accepts, has time, is
-// awake (a stopped or hung one would leave them to the backlog rescue), and
+// awake (waiting in epoll_wait or turning its loop: a stopped or stuck one
+// would leave them to the backlog rescue), and
 // holds fewer than 32 connections but more than this worker (the first slot
 // on a tie): one worker fills up to 32 while it has time. Once accepting
 // beside it, a worker steps back for it again only below 30 (32 less 1/16),
@@ -23,8 +24,9 @@
 //     unevenly as they are counted). It comes back at or below the share
 //     (the gap is the hysteresis that keeps it from flapping). It steps
 //     back for a sibling the balance holds back too, if that one holds
-//     fewer connections, and nudges it: nudged, it accepts, since nobody
-//     else does. (Not for one paused or unable to watch: that one would not.)
+//     fewer connections and is awake, and nudges it: nudged, it accepts,
+//     since nobody else does. (Not for one paused, full or unable to watch:
+//     that one would not.)
 // A worker with no connection is never saturated: its last busy window
 // closes only at its next turn, and until then it would wrongly step back.
 #pragma once
@@ -47,7 +49,7 @@ struct PeerLoad {
   bool saturated = false;  // working, not waiting, most of its last busy window
   bool earlier = false;    // its slot comes before this worker's (a tie goes to it)
   bool held = false;       // not watching only because the balance holds it back
-  bool awake = true;       // its loop turned within the last busy window
+  bool awake = true;       // asleep in epoll_wait, or its loop turned lately: not stuck or stopped
 };
 
 // The pure rule above.

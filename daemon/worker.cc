@@ -390,7 +390,9 @@ void Worker::ReconsiderAccepting() {
 bool Worker::Accept(size_t index, bool balanced) {
   for (int i = 0; i < kAcceptBatch && (accepting_ || !balanced); ++i) {
     if (open_ >= p_.max_connections) {
-      // Leave further connections in the backlog for a worker with room.
+      // Leave further connections in the backlog for a worker with room
+      // (full, it is not held by the balance: a nudge would not bring it back).
+      SetHeld(false);
       StopAccepting();
       return false;
     }
@@ -442,6 +444,7 @@ bool Worker::Accept(size_t index, bool balanced) {
       case ENOMEM:
         ReportExhaustion(errno);
         accept_paused_until_ = now_ + kAcceptPauseOnExhaustion;
+        SetHeld(false);
         StopAccepting();
         return false;
       default:
@@ -782,7 +785,9 @@ int Worker::Run() {
     if (draining_ && open_ == 0) break;
     Clock::time_point waits = Clock::now();
     if (auto permille = balance_.Worked(now_, waits)) p_.stats->busy_permille.store(*permille, std::memory_order_relaxed);
+    p_.stats->waiting.store(1, std::memory_order_relaxed);
     int n = epoll_wait(epoll_.get(), events, kMaxEvents, NextTimeoutMs(waits));
+    p_.stats->waiting.store(0, std::memory_order_relaxed);
     if (n < 0 && errno != EINTR) {
       Log(LogLevel::kError, Error(ErrnoErr() << "epoll_wait").ToString());
       return kExitFailure;

@@ -147,9 +147,10 @@ class AcceptBalanceTest : public ::testing::Test {
  protected:
   static constexpr uint64_t kKey = 42;
   void SetSlot(size_t i, WorkerPhase phase, uint32_t open, bool accepting, Clock::time_point heartbeat,
-               uint64_t key = kKey, uint32_t busy_permille = 0, bool held = false) {
+               uint64_t key = kKey, uint32_t busy_permille = 0, bool held = false, bool waiting = false) {
     table_[i].SetPhase(phase);
     table_[i].held.store(held ? 1 : 0);
+    table_[i].waiting.store(waiting ? 1 : 0);
     table_[i].busy_permille.store(busy_permille);
     table_[i].open_connections.store(open);
     table_[i].accepting.store(accepting ? 1 : 0);
@@ -265,8 +266,9 @@ TEST_F(AcceptBalanceTest, SaturatedSiblingsCountOnlyWhileAwake) {
 }
 
 TEST_F(AcceptBalanceTest, OfTwoIdleWorkersTheFirstSlotAccepts) {
-  SetSlot(0, WorkerPhase::kAccepting, 0, true, kT0);
-  SetSlot(1, WorkerPhase::kAccepting, 0, true, kT0);
+  // Idle: asleep in epoll_wait since their last turn, long ago.
+  SetSlot(0, WorkerPhase::kAccepting, 0, true, kT0 - milliseconds(900), kKey, 0, false, /*waiting=*/true);
+  SetSlot(1, WorkerPhase::kAccepting, 0, true, kT0 - milliseconds(900), kKey, 0, false, /*waiting=*/true);
   AcceptBalance first(&table_[0], table_.data(), table_.size());
   AcceptBalance second(&table_[1], table_.data(), table_.size());
   first.Start(kKey, kT0);
@@ -283,11 +285,19 @@ TEST_F(AcceptBalanceTest, ReadsWhetherASiblingIsHeldAndWhetherItIsAwake) {
   EXPECT_FALSE(b.Allows(40, true, kT0));
   SetSlot(1, WorkerPhase::kAccepting, 0, false, kT0, kKey, 0, /*held=*/false);
   EXPECT_TRUE(b.Allows(40, true, kT0)) << "paused or unable to watch: it would not";
-  // A fuller sibling under 32 takes the few connections while it is awake.
-  SetSlot(1, WorkerPhase::kAccepting, 5, true, kT0 - milliseconds(50));
+  // ... and only while it looks again: one stopped or stuck does not.
+  SetSlot(1, WorkerPhase::kAccepting, 0, false, kT0 - milliseconds(100), kKey, 0, /*held=*/true, /*waiting=*/true);
+  EXPECT_FALSE(b.Allows(40, true, kT0));
+  SetSlot(1, WorkerPhase::kAccepting, 0, false, kT0 - milliseconds(101), kKey, 0, /*held=*/true, /*waiting=*/true);
+  EXPECT_TRUE(b.Allows(40, true, kT0)) << "held, it turns every 50 ms at most: this one is stopped";
+  // A fuller sibling under 32 takes the few connections while it is awake:
+  // asleep in epoll_wait however long, or working with a recent turn.
+  SetSlot(1, WorkerPhase::kAccepting, 5, true, kT0 - milliseconds(900), kKey, 0, false, /*waiting=*/true);
+  EXPECT_FALSE(b.Allows(0, true, kT0)) << "asleep: an arrival wakes it";
+  SetSlot(1, WorkerPhase::kAccepting, 5, true, kT0 - milliseconds(100));
   EXPECT_FALSE(b.Allows(0, true, kT0));
-  SetSlot(1, WorkerPhase::kAccepting, 5, true, kT0 - milliseconds(51));
-  EXPECT_TRUE(b.Allows(0, true, kT0)) << "its loop has not turned for a busy window";
+  SetSlot(1, WorkerPhase::kAccepting, 5, true, kT0 - milliseconds(101));
+  EXPECT_TRUE(b.Allows(0, true, kT0)) << "working, and no turn for two busy windows: stuck or stopped";
 }
 
 TEST_F(AcceptBalanceTest, BacklogIsRescuedAfterItWaited20Ms) {
