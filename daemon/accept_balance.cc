@@ -110,8 +110,8 @@ bool AcceptBalance::Allows(uint32_t own_open, bool accepting_now, Clock::time_po
   for (const WorkerStats* s : peers_) {
     if (s->Phase() != WorkerPhase::kAccepting) continue;
     if (s->listener_key.load(std::memory_order_relaxed) != key_) continue;
-    if (Nanos(now.time_since_epoch()) - s->heartbeat_ns.load(std::memory_order_relaxed) > Nanos(kPeerStale)) continue;
     const int64_t age = Nanos(now.time_since_epoch()) - s->heartbeat_ns.load(std::memory_order_relaxed);
+    if (age > Nanos(kPeerStale)) continue;
     // A sibling asleep in epoll_wait has no fresh heartbeat: it is not busy,
     // whatever its last window said.
     const bool fresh = age <= Nanos(kBusyWindow);

@@ -161,8 +161,7 @@ class Worker {
   void MaybeTrimHeap(bool idle_turn);
   void AcceptEverywhere();
   // Takes what waits on listener `index`, a batch at most; unbalanced: whatever the siblings hold.
-  // Takes up to kAcceptBatch connections; true when it took them all and
-  // more may be queued.
+  // True when it took a whole batch and more may be queued.
   bool Accept(size_t index, bool balanced = true);
   void RescueBacklog();
   void ReportExhaustion(int error);

@@ -299,6 +299,11 @@ bool ProcessAlive(pid_t pid) {
   return s && !Dead(*s);
 }
 
+bool ProcessStopped(pid_t pid) {
+  auto s = ReadProcStat(pid);
+  return s && (s->state == 'T' || s->state == 't');
+}
+
 long RssBytes(pid_t pid) {
   std::istringstream in(ReadFile("/proc/" + std::to_string(pid) + "/status"));
   std::string line;

@@ -78,6 +78,8 @@ std::vector<pid_t> ChildPids(pid_t parent);
 std::vector<pid_t> GroupPids(pid_t pgid);
 // False once the process is gone or a zombie (reparented zombies may never be reaped here).
 bool ProcessAlive(pid_t pid);
+// True while the process is stopped (SIGSTOP, or by a tracer).
+bool ProcessStopped(pid_t pid);
 // VmRSS in bytes, or -1 when it cannot be read.
 long RssBytes(pid_t pid);
 // For each established loopback IPv4 TCP connection to server_port whose server side one of

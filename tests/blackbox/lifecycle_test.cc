@@ -141,13 +141,8 @@ TEST_F(LifecycleTest, SigtermServesEveryConnectionAlreadyQueued) {
   ASSERT_NO_FATAL_FAILURE(Start("workers = 1\nshutdown_timeout = 20\n", 1));
   const pid_t worker = daemon_->Workers().at(0);
   ASSERT_EQ(FreshRoundTrip("Hello"), "Uryyb");
-  auto state = [&] {
-    std::string stat = ReadFile("/proc/" + std::to_string(worker) + "/stat");
-    size_t paren = stat.rfind(')');
-    return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
-  };
   ASSERT_TRUE(daemon_->SignalWorker(worker, SIGSTOP));
-  ASSERT_TRUE(WaitFor([&] { char s = state(); return s == 'T' || s == 't'; }, kIoTimeout));
+  ASSERT_TRUE(WaitFor([&] { return ProcessStopped(worker); }, kIoTimeout));
   constexpr int kQueued = 200;
   std::vector<Client> clients;
   for (int i = 0; i < kQueued; ++i) {

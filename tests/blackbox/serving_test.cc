@@ -277,11 +277,6 @@ TEST_F(ServingTest, NewcomerTakingTheDescriptorOfAResetInTheSameWakeupIsServed) 
     }
     return fds;
   };
-  auto state = [&] {
-    std::string stat = ReadFile("/proc/" + std::to_string(worker) + "/stat");
-    size_t paren = stat.rfind(')');
-    return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
-  };
   int reuses = 0;
   for (int round = 0; round < 6 && reuses < 2; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
@@ -292,7 +287,7 @@ TEST_F(ServingTest, NewcomerTakingTheDescriptorOfAResetInTheSameWakeupIsServed) 
     ASSERT_EQ(before.size(), 1u);
 
     ASSERT_TRUE(daemon_->SignalWorker(worker, SIGSTOP));
-    ASSERT_TRUE(WaitFor([&] { char s = state(); return s == 'T' || s == 't'; }, kIoTimeout));
+    ASSERT_TRUE(WaitFor([&] { return ProcessStopped(worker); }, kIoTimeout));
     linger reset{1, 0};
     ASSERT_EQ(setsockopt(hostile.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
     hostile.Close();
