@@ -2,13 +2,14 @@
 
 #include <fcntl.h>
 
-#include <microhttpd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/log.h"
+#include "supervisor/microhttpd.h"
 
 namespace rot13d::supervisor {
 namespace {
@@ -48,12 +49,12 @@ MHD_Result AdminServer::Answer(void* cls, MHD_Connection* connection, const char
     page = Page{"text/plain; charset=utf-8", "not found: try /metrics or /status\n"};
   }
   MHD_Response* response =
-      MHD_create_response_from_buffer(page->body.size(), page->body.data(), MHD_RESPMEM_MUST_COPY);
+      self->mhd_->create_response_from_buffer(page->body.size(), page->body.data(), MHD_RESPMEM_MUST_COPY);
   if (!response) return MHD_NO;
-  MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, page->content_type.c_str());
-  if (status == MHD_HTTP_METHOD_NOT_ALLOWED) MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-  MHD_Result queued = MHD_queue_response(connection, status, response);
-  MHD_destroy_response(response);
+  self->mhd_->add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, page->content_type.c_str());
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED) self->mhd_->add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+  MHD_Result queued = self->mhd_->queue_response(connection, status, response);
+  self->mhd_->destroy_response(response);
   return queued;
 }
 
@@ -66,7 +67,7 @@ std::optional<AdminServer::Page> AdminServer::Render(const std::string& path) co
 void AdminServer::Track(void* cls, MHD_Connection* connection, void** /*socket_context*/,
                         MHD_ConnectionNotificationCode event) {
   auto* self = static_cast<AdminServer*>(cls);
-  const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+  const MHD_ConnectionInfo* info = self->mhd_->get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
   if (!info) return;
   if (event == MHD_CONNECTION_NOTIFY_STARTED) {
     self->connection_fds_.insert(info->connect_fd);
@@ -85,7 +86,7 @@ Result<AdminServer::Endpoint> AdminServer::Start(const ListenAddress& address) {
   if (e.daemon_fd < 0) return ErrnoErr() << "dup of the admin listener " << address.ToString();
   MHD_AccessHandlerCallback answer = &AdminServer::Answer;
   MHD_NotifyConnectionCallback track = &AdminServer::Track;
-  e.daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_SUPPRESS_DATE_NO_CLOCK, 0, nullptr, nullptr, answer, this,
+  e.daemon = mhd_->start_daemon(MHD_USE_EPOLL | MHD_USE_SUPPRESS_DATE_NO_CLOCK, 0, nullptr, nullptr, answer, this,
                               MHD_OPTION_LISTEN_SOCKET, e.daemon_fd, MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit,
                               MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds,
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_NOTIFY_CONNECTION,
@@ -94,10 +95,10 @@ Result<AdminServer::Endpoint> AdminServer::Start(const ListenAddress& address) {
     Close(e.daemon_fd);
     return Err() << "libmicrohttpd could not serve " << address.ToString();
   }
-  const MHD_DaemonInfo* info = MHD_get_daemon_info(e.daemon, MHD_DAEMON_INFO_EPOLL_FD);
+  const MHD_DaemonInfo* info = mhd_->get_daemon_info(e.daemon, MHD_DAEMON_INFO_EPOLL_FD);
   e.epoll_fd = info ? info->epoll_fd : -1;
   if (e.epoll_fd < 0) {
-    MHD_stop_daemon(e.daemon);
+    mhd_->stop_daemon(e.daemon);
     return Err() << "libmicrohttpd gave no epoll descriptor for " << address.ToString();
   }
   return e;
@@ -110,6 +111,16 @@ Status AdminServer::Serve(const std::vector<ListenAddress>& addresses) {
   std::vector<Endpoint> added;
   for (const ListenAddress& a : addresses) {
     if (served(a) != endpoints_.end()) continue;
+    if (!mhd_) {
+      const char* soname = kMicrohttpdSoname;
+#ifdef ROT13D_TEST_HOOKS
+      // A library that cannot be loaded, for the test of that error.
+      if (const char* name = std::getenv("ROT13D_TEST_MICROHTTPD_SONAME")) soname = name;
+#endif
+      auto loaded = LoadMicrohttpd(soname);
+      if (!loaded) return Err() << "admin endpoint: " << loaded.error().ToString();
+      mhd_ = *loaded;
+    }
     auto e = Start(a);
     if (!e) {
       for (Endpoint& s : added) StopEndpoint(s);
@@ -135,7 +146,7 @@ Status AdminServer::Serve(const std::vector<ListenAddress>& addresses) {
 // libmicrohttpd closes its copy of the listener and its connections; the
 // Listener, destroyed with the endpoint, closes ours and removes the file.
 void AdminServer::StopEndpoint(Endpoint& e) {
-  if (e.daemon) MHD_stop_daemon(e.daemon);
+  if (e.daemon) mhd_->stop_daemon(e.daemon);
   e.daemon = nullptr;
 }
 
@@ -153,7 +164,7 @@ std::vector<int> AdminServer::WatchFds() const {
 
 void AdminServer::Run() {
   for (Endpoint& e : endpoints_) {
-    if (MHD_run(e.daemon) != MHD_YES) Log(LogLevel::kWarning, "admin endpoint: libmicrohttpd run failed");
+    if (mhd_->run(e.daemon) != MHD_YES) Log(LogLevel::kWarning, "admin endpoint: libmicrohttpd run failed");
   }
 }
 
@@ -161,7 +172,7 @@ std::optional<TimePoint> AdminServer::NextTimeout() const {
   std::optional<TimePoint> next;
   for (const Endpoint& e : endpoints_) {
     MHD_UNSIGNED_LONG_LONG ms = 0;
-    if (MHD_get_timeout(e.daemon, &ms) == MHD_YES) {
+    if (mhd_->get_timeout(e.daemon, &ms) == MHD_YES) {
       TimePoint t = Clock::now() + milliseconds(ms);
       if (!next || t < *next) next = t;
     }

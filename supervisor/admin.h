@@ -15,9 +15,8 @@
 #include "common/result.h"
 #include "supervisor/listeners.h"
 #include "supervisor/metrics.h"
+#include "supervisor/microhttpd.h"
 #include "supervisor/planner.h"
-
-#include <microhttpd.h>
 
 namespace rot13d::supervisor {
 
@@ -34,6 +33,7 @@ class AdminServer {
   // Serves on `addresses` (unix sockets get mode 0600): an address served
   // already stays as it is, a new one is bound, one no longer listed is
   // closed. All or nothing: if a new one cannot be served, nothing changes.
+  // The first address to serve loads libmicrohttpd (LoadMicrohttpd).
   Status Serve(const std::vector<ListenAddress>& addresses);
   void Stop();
 
@@ -63,7 +63,7 @@ class AdminServer {
   static void Track(void* cls, MHD_Connection* connection, void** socket_context,
                     MHD_ConnectionNotificationCode event);
 
-  static void StopEndpoint(Endpoint& e);
+  void StopEndpoint(Endpoint& e);
 
   struct Page {
     std::string content_type;
@@ -73,6 +73,7 @@ class AdminServer {
   std::optional<Page> Render(const std::string& path) const;
 
   Source source_;
+  std::optional<Microhttpd> mhd_;  // loaded with the first endpoint
   std::vector<Endpoint> endpoints_;
   std::set<int> connection_fds_;  // open client connections, for CloseInChild
 };

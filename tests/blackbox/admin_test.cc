@@ -189,6 +189,46 @@ TEST_F(AdminTest, WorkersHoldNoAdminDescriptor) {
   }
 }
 
+// libmicrohttpd and the TLS stack it brings are mapped only once an admin
+// endpoint is configured: not at start without admin_listen, nor in workers
+// forked then; a reload that adds admin_listen loads it and serves.
+TEST_F(AdminTest, TheHttpLibraryIsLoadedOnlyWhenAnAdminEndpointIsConfigured) {
+  auto maps_http = [](pid_t pid) {
+    std::string maps = ReadFile("/proc/" + std::to_string(pid) + "/maps");
+    EXPECT_FALSE(maps.empty()) << "cannot read the maps of " << pid;
+    return maps.find("/libmicrohttpd.so") != std::string::npos || maps.find("/libgnutls.so") != std::string::npos;
+  };
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 2\n", 2));
+  EXPECT_FALSE(maps_http(daemon_->pid())) << "the supervisor mapped libmicrohttpd or GnuTLS with no admin_listen";
+  for (pid_t w : daemon_->Workers()) EXPECT_FALSE(maps_http(w)) << "worker " << w;
+
+  WriteConfig("workers = 2\nadmin_listen = [\"" + admin() + "\"]\n");
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(daemon_->WaitForLog("reload complete: generation 2")) << daemon_->Log();
+  EXPECT_NE(Get("/metrics").find("rot13d_workers"), std::string::npos);
+  EXPECT_TRUE(maps_http(daemon_->pid()));
+}
+
+// A libmicrohttpd that cannot be loaded fails the reload that asks for an
+// admin endpoint, with the library's name, and the running generation stays.
+TEST_F(AdminTest, AReloadAddingAdminFailsCleanlyWhenTheLibraryCannotLoad) {
+  Daemon::Options options;
+  options.binary = TestHooksDaemonPath();
+  options.extra_env.push_back("ROT13D_TEST_MICROHTTPD_SONAME=librot13d-no-such-library.so.0");
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 1\n", 1, options));
+  std::vector<pid_t> before = daemon_->Workers();
+
+  WriteConfig("workers = 1\nadmin_listen = [\"" + admin() + "\"]\n");
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(daemon_->WaitForLog("reload failed: ")) << daemon_->Log();
+  EXPECT_TRUE(daemon_->LogContains("cannot load librot13d-no-such-library.so.0 (libmicrohttpd, for admin_listen)"))
+      << daemon_->Log();
+  EXPECT_TRUE(daemon_->LogContains("keeping generation 1")) << daemon_->Log();
+  EXPECT_EQ(daemon_->Workers(), before);
+  EXPECT_EQ(FreshRoundTrip("Hello"), "Uryyb");
+  EXPECT_NE(access(admin_socket().c_str(), F_OK), 0) << "the admin socket exists after a failed reload";
+}
+
 TEST_F(AdminTest, PsShowsWhatEachProcessIs) {
   ASSERT_NO_FATAL_FAILURE(Start("workers = 2\n", 2));
   auto cmdline = [](pid_t pid) {
