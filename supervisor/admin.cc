@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
 #include "common/log.h"
@@ -48,13 +47,14 @@ MHD_Result AdminServer::Answer(void* cls, MHD_Connection* connection, const char
     status = MHD_HTTP_NOT_FOUND;
     page = Page{"text/plain; charset=utf-8", "not found: try /metrics or /status\n"};
   }
+  const Microhttpd& mhd = *self->mhd_;
   MHD_Response* response =
-      self->mhd_->create_response_from_buffer(page->body.size(), page->body.data(), MHD_RESPMEM_MUST_COPY);
+      mhd.create_response_from_buffer(page->body.size(), page->body.data(), MHD_RESPMEM_MUST_COPY);
   if (!response) return MHD_NO;
-  self->mhd_->add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, page->content_type.c_str());
-  if (status == MHD_HTTP_METHOD_NOT_ALLOWED) self->mhd_->add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-  MHD_Result queued = self->mhd_->queue_response(connection, status, response);
-  self->mhd_->destroy_response(response);
+  mhd.add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, page->content_type.c_str());
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED) mhd.add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+  MHD_Result queued = mhd.queue_response(connection, status, response);
+  mhd.destroy_response(response);
   return queued;
 }
 
@@ -87,10 +87,10 @@ Result<AdminServer::Endpoint> AdminServer::Start(const ListenAddress& address) {
   MHD_AccessHandlerCallback answer = &AdminServer::Answer;
   MHD_NotifyConnectionCallback track = &AdminServer::Track;
   e.daemon = mhd_->start_daemon(MHD_USE_EPOLL | MHD_USE_SUPPRESS_DATE_NO_CLOCK, 0, nullptr, nullptr, answer, this,
-                              MHD_OPTION_LISTEN_SOCKET, e.daemon_fd, MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit,
-                              MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds,
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_NOTIFY_CONNECTION,
-                              track, this, MHD_OPTION_END);
+                                MHD_OPTION_LISTEN_SOCKET, e.daemon_fd, MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit,
+                                MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds,
+                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_NOTIFY_CONNECTION,
+                                track, this, MHD_OPTION_END);
   if (!e.daemon) {
     Close(e.daemon_fd);
     return Err() << "libmicrohttpd could not serve " << address.ToString();
@@ -112,12 +112,7 @@ Status AdminServer::Serve(const std::vector<ListenAddress>& addresses) {
   for (const ListenAddress& a : addresses) {
     if (served(a) != endpoints_.end()) continue;
     if (!mhd_) {
-      const char* soname = kMicrohttpdSoname;
-#ifdef ROT13D_TEST_HOOKS
-      // A library that cannot be loaded, for the test of that error.
-      if (const char* name = std::getenv("ROT13D_TEST_MICROHTTPD_SONAME")) soname = name;
-#endif
-      auto loaded = LoadMicrohttpd(soname);
+      auto loaded = LoadMicrohttpd();
       if (!loaded) return Err() << "admin endpoint: " << loaded.error().ToString();
       mhd_ = *loaded;
     }

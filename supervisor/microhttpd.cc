@@ -2,15 +2,23 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
 #include <type_traits>
 
 namespace rot13d::supervisor {
 
 const char* const kMicrohttpdSoname = ROT13D_MICROHTTPD_SONAME;
 
+const char* MicrohttpdSoname() {
+#ifdef ROT13D_TEST_HOOKS
+  if (const char* name = std::getenv("ROT13D_TEST_MICROHTTPD_SONAME")) return name;
+#endif
+  return kMicrohttpdSoname;
+}
+
 Result<Microhttpd> LoadMicrohttpd(const char* soname) {
   void* library = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-  if (!library) return Err() << "cannot load " << soname << " (libmicrohttpd, for admin_listen): " << dlerror();
+  if (!library) return Err() << "libmicrohttpd, which admin_listen needs, cannot be loaded: " << dlerror();
   Microhttpd table{};
   const char* missing = nullptr;
   auto find = [&](auto& slot, const char* name) {

@@ -1,7 +1,7 @@
 // libmicrohttpd, loaded when an admin endpoint is first configured rather
 // than linked: a supervisor without admin_listen, and the workers it forks,
 // never map the HTTP library and the TLS stack it brings (GnuTLS, p11-kit,
-// nettle, gmp: about 3 MB of resident memory over a supervisor and 2
+// nettle, gmp: about 3.6 MB of resident memory over a supervisor and 2
 // workers), as nginx and Apache load only the modules a configuration names.
 // Once loaded it stays loaded for the life of the process.
 #pragma once
@@ -28,10 +28,13 @@ struct Microhttpd {
 
 // The soname the build found (libmicrohttpd.so.12 on Debian and Fedora).
 extern const char* const kMicrohttpdSoname;
+// kMicrohttpdSoname; in the test-hooks build, ROT13D_TEST_MICROHTTPD_SONAME
+// if set (a library that cannot be loaded, for the tests of that error).
+const char* MicrohttpdSoname();
 
 // Loads `soname` and finds every function. A failure leaves nothing loaded
 // and says which library or function is missing. The library is never
 // unloaded: a second call finds it already mapped.
-Result<Microhttpd> LoadMicrohttpd(const char* soname = kMicrohttpdSoname);
+Result<Microhttpd> LoadMicrohttpd(const char* soname = MicrohttpdSoname());
 
 }  // namespace rot13d::supervisor

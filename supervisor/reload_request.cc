@@ -102,7 +102,7 @@ int ReportAnswer(int value, pid_t pid, const Ask& ask) {
     case kReloadUpgradeFailed:
       why = "the new binary failed its pre-flight or could not be executed; the running one keeps serving";
       break;
-    case kReloadCannotListen: why = "a new listen address could not be bound"; break;
+    case kReloadCannotListen: why = "a new listen, admin or agent address could not be served"; break;
     case kReloadBootFailed: why = "the new workers did not boot; the previous ones keep serving"; break;
     case kReloadStopping: why = "rot13d is stopping"; break;
   }

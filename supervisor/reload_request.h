@@ -25,7 +25,7 @@ inline constexpr int kUpgradeRequest = 0x52313355;  // "R13U": re-execute the bi
 
 enum ReloadFailure : int {
   kReloadInvalidConfig = -1,  // the file did not parse or validate
-  kReloadCannotListen = -2,   // a new listen address could not be bound
+  kReloadCannotListen = -2,   // a new listen, admin or agent address could not be served
   kReloadBootFailed = -3,     // the new workers did not boot; the old ones serve on
   kReloadStopping = -4,       // the supervisor is stopping
   kReloadUnreadable = -5,     // the supervisor could not read the file (permissions, type)

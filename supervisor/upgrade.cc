@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "supervisor/microhttpd.h"
 #include "supervisor/supervisor_impl.h"
 
 namespace rot13d::supervisor {
@@ -354,6 +355,15 @@ int Preflight(const Options& options) {
     for (const ConfigError& e : load->errors) std::printf("%s\n", e.ToString().c_str());
     std::printf("rot13d %s rejects the configuration\n", options.version.c_str());
     return kExitConfig;
+  }
+  // The admin endpoint's library is loaded at run time: a binary that cannot
+  // load it would take over without the endpoint the configuration names.
+  if (!running.config->admin_listen.empty() || !file.config->admin_listen.empty()) {
+    if (auto mhd = LoadMicrohttpd(); !mhd) {
+      std::printf("rot13d %s cannot serve admin_listen: %s\n", options.version.c_str(),
+                  mhd.error().ToString().c_str());
+      return kExitFailure;
+    }
   }
   std::printf("rot13d %s reads handover format %u and the configuration\n", options.version.c_str(), kHandoverFormat);
   return kExitOk;

@@ -3,6 +3,7 @@
 // counters that survive worker deaths, process titles, and a supervisor that
 // silent admin clients cannot stall.
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <regex>
 
+#include "common/exit_codes.h"
 #include "tests/blackbox/daemon_test.h"
 
 namespace rot13d::blackbox {
@@ -221,12 +223,31 @@ TEST_F(AdminTest, AReloadAddingAdminFailsCleanlyWhenTheLibraryCannotLoad) {
   WriteConfig("workers = 1\nadmin_listen = [\"" + admin() + "\"]\n");
   daemon_->Signal(SIGHUP);
   ASSERT_TRUE(daemon_->WaitForLog("reload failed: ")) << daemon_->Log();
-  EXPECT_TRUE(daemon_->LogContains("cannot load librot13d-no-such-library.so.0 (libmicrohttpd, for admin_listen)"))
+  EXPECT_TRUE(daemon_->LogContains(
+      "libmicrohttpd, which admin_listen needs, cannot be loaded: librot13d-no-such-library.so.0: "))
       << daemon_->Log();
   EXPECT_TRUE(daemon_->LogContains("keeping generation 1")) << daemon_->Log();
   EXPECT_EQ(daemon_->Workers(), before);
   EXPECT_EQ(FreshRoundTrip("Hello"), "Uryyb");
   EXPECT_NE(access(admin_socket().c_str(), F_OK), 0) << "the admin socket exists after a failed reload";
+}
+
+// At start the same library failure stops rot13d before it serves anything.
+TEST_F(AdminTest, WithoutItsLibraryAnAdminEndpointStopsTheStart) {
+  Daemon::Options options;
+  options.binary = TestHooksDaemonPath();
+  options.extra_env.push_back("ROT13D_TEST_MICROHTTPD_SONAME=librot13d-no-such-library.so.0");
+  daemon_ = std::make_unique<Daemon>(dir_, WriteConfig("workers = 1\nadmin_listen = [\"" + admin() + "\"]\n"),
+                                     options);
+  ASSERT_TRUE(daemon_->started());
+  std::optional<int> status = daemon_->WaitExit(kStartTimeout);
+  ASSERT_TRUE(status.has_value()) << daemon_->Log();
+  ASSERT_TRUE(WIFEXITED(*status)) << daemon_->Log();
+  EXPECT_EQ(WEXITSTATUS(*status), kExitFailure) << daemon_->Log();
+  EXPECT_TRUE(daemon_->LogContains(
+      "libmicrohttpd, which admin_listen needs, cannot be loaded: librot13d-no-such-library.so.0: "))
+      << daemon_->Log();
+  EXPECT_FALSE(daemon_->LogContains("ready: ")) << daemon_->Log();
 }
 
 TEST_F(AdminTest, PsShowsWhatEachProcessIs) {

@@ -191,6 +191,29 @@ TEST_F(UpgradeTest, ABinaryThatFailsItsPreflightChangesNothing) {
   EXPECT_EQ(FreshRoundTrip("still"), "fgvyy");
 }
 
+// A new binary that cannot load libmicrohttpd (loaded at run time) fails its
+// pre-flight while admin_listen is set, instead of taking over without the
+// admin endpoint.
+TEST_F(UpgradeTest, ABinaryThatCannotLoadTheAdminLibraryFailsItsPreflight) {
+  Daemon::Options options;
+  options.binary = Install(DaemonPath(), "rot13d");
+  // Read only by the test-hooks binary installed below, and by its pre-flight.
+  options.extra_env.push_back("ROT13D_TEST_MICROHTTPD_SONAME=librot13d-no-such-library.so.0");
+  ASSERT_NO_FATAL_FAILURE(Start("workers = 2\n" + Admin(), 2, options));
+  std::vector<pid_t> before = daemon_->Workers();
+  Install(TestHooksDaemonPath(), "rot13d");
+
+  RunResult r = Ask("--upgrade");
+  EXPECT_EQ(r.exit_code, kExitFailure) << r.out << r.err;
+  EXPECT_TRUE(daemon_->LogContains("cannot serve admin_listen: libmicrohttpd, which admin_listen needs, cannot be "
+                                   "loaded: librot13d-no-such-library.so.0: "))
+      << daemon_->Log();
+  EXPECT_FALSE(daemon_->LogContains("executed in place"));
+  EXPECT_EQ(daemon_->Workers(), before);
+  EXPECT_EQ(FreshRoundTrip("still"), "fgvyy");
+  EXPECT_NE(Get("/metrics").find("rot13d_workers"), std::string::npos);
+}
+
 TEST_F(UpgradeTest, AReloadAfterTheBinaryWasReplacedRunsTheNewOne) {
   Daemon::Options options;
   options.binary = Install(DaemonPath(), "rot13d");

@@ -5,6 +5,8 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace rot13d::supervisor {
@@ -31,7 +33,7 @@ TEST(LoadMicrohttpd, TheBuildsLibraryGivesEveryFunctionFromIt) {
 TEST(LoadMicrohttpd, AMissingLibraryIsAnErrorNamingItAndWhatNeedsIt) {
   auto mhd = LoadMicrohttpd("librot13d-no-such-library.so.0");
   ASSERT_FALSE(mhd.ok());
-  EXPECT_NE(mhd.error().ToString().find("cannot load librot13d-no-such-library.so.0"), std::string::npos)
+  EXPECT_NE(mhd.error().ToString().find("cannot be loaded: librot13d-no-such-library.so.0: "), std::string::npos)
       << mhd.error().ToString();
   EXPECT_NE(mhd.error().ToString().find("admin_listen"), std::string::npos) << mhd.error().ToString();
 }
@@ -41,6 +43,24 @@ TEST(LoadMicrohttpd, ALibraryThatIsNotLibmicrohttpdIsRefused) {
   ASSERT_FALSE(mhd.ok());
   EXPECT_EQ(mhd.error().ToString(),
             "libcap-ng.so.0 has no MHD_start_daemon: not a libmicrohttpd this build can use");
+}
+
+// dpkg-shlibdeps and rpm's automatic requires cannot see a dlopen: the
+// packages name the library themselves, and must name the one the build loads.
+TEST(LoadMicrohttpd, ThePackagesDependOnTheLibraryTheBuildLoads) {
+  std::string soname = kMicrohttpdSoname;  // libmicrohttpd.so.N
+  ASSERT_TRUE(soname.starts_with("libmicrohttpd.so.")) << soname;
+  std::string major = soname.substr(std::string("libmicrohttpd.so.").size());
+  auto read = [](const std::string& path) {
+    std::ifstream in(std::string(ROT13D_SOURCE_DIR) + "/" + path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  std::string control = read("packaging/debian/control");
+  std::string spec = read("packaging/rpm/rot13d.spec");
+  EXPECT_NE(control.find(", libmicrohttpd" + major + " | libmicrohttpd" + major + "t64\n"), std::string::npos)
+      << "packaging/debian/control does not depend on the Debian package of " << soname;
+  EXPECT_NE(spec.find("Requires:       " + soname + "()(64bit)\n"), std::string::npos)
+      << "packaging/rpm/rot13d.spec does not require " << soname;
 }
 
 }  // namespace
